@@ -1,0 +1,50 @@
+"""pytest-dockervol: real Docker volumes for pytest, seeded, attached and removed safely."""
+
+from __future__ import annotations
+
+from ._archive import SeedFile
+from ._errors import (
+    CleanupError,
+    DockervolError,
+    DockervolUsageError,
+    EngineUnavailableError,
+    HostPathError,
+    ImageNotFoundLocallyError,
+    LabelError,
+    SeedError,
+    SeedPathError,
+    SeedSourceError,
+    VolumeExistsError,
+    VolumeNameError,
+    VolumeReadError,
+    VolumeRemovedError,
+)
+from ._factory import DockervolCleanupWarning, VolumeFactory
+from ._volumes import AnonymousVolume, DockerVolume, HostVolume, NamedVolume, Volume
+from .fixtures import ContainerRunner
+
+__all__ = [
+    "AnonymousVolume",
+    "CleanupError",
+    "ContainerRunner",
+    "DockerVolume",
+    "DockervolCleanupWarning",
+    "DockervolError",
+    "DockervolUsageError",
+    "EngineUnavailableError",
+    "HostPathError",
+    "HostVolume",
+    "ImageNotFoundLocallyError",
+    "LabelError",
+    "NamedVolume",
+    "SeedError",
+    "SeedFile",
+    "SeedPathError",
+    "SeedSourceError",
+    "Volume",
+    "VolumeExistsError",
+    "VolumeFactory",
+    "VolumeNameError",
+    "VolumeReadError",
+    "VolumeRemovedError",
+]

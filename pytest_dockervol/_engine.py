@@ -1,0 +1,139 @@
+"""The connection to the Docker engine and the plugin's own helper image.
+
+Seeding and reading volumes go through Docker's archive API on a helper
+container that is created but never started. Its image is made locally from an
+empty tar (``docker import``), once per engine, so the plugin never pulls.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import Mount
+from filelock import FileLock
+
+from ._errors import EngineUnavailableError, ImageNotFoundLocallyError
+from ._identity import LABEL_KIND, LABEL_OWNER, OWNER_VALUE
+
+log = logging.getLogger("pytest_dockervol")
+
+#: Bump the tag when the helper image's content or configuration changes.
+HELPER_IMAGE = "pytest-dockervol-helper:1"
+#: Where helper containers mount the volume they serve.
+HELPER_MOUNT_POINT = "/v"
+_DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
+_OS_ERROR_IN_MESSAGE = re.compile(r"(\w+Error)\((\d+), '([^']+)'\)")
+
+
+def describe_address() -> str:
+    """Where the Docker SDK will look for the engine, in the words a user needs to fix it."""
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return f"{host} (from DOCKER_HOST)"
+    return f"{_DEFAULT_ADDRESS} (the default; DOCKER_HOST is not set)"
+
+
+def short_reason(exc: BaseException) -> str:
+    """The one part of a docker/requests error chain that says why (not the wrapper text)."""
+    text = str(exc)
+    match = _OS_ERROR_IN_MESSAGE.search(text)
+    if match:
+        return f"{match.group(1)}: {match.group(3)}"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{type(cause).__name__}: {cause.strerror}"
+        cause = cause.__cause__ or cause.__context__
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first_line[:200]
+
+
+class Engine:
+    """A connected Docker engine, with what the plugin needs of it in one place."""
+
+    def __init__(self, client: docker.DockerClient, address: str, version: dict[str, Any]) -> None:
+        self.client = client
+        self.api = client.api
+        self.address = address
+        self.server_version = str(version.get("Version", "?"))
+        self.api_version = str(version.get("ApiVersion", "?"))
+        self.is_podman = any(
+            "podman" in str(component.get("Name", "")).lower()
+            for component in version.get("Components", []) or []
+        )
+        self._helper_image_ready = False
+
+    @classmethod
+    def connect(cls, timeout: float) -> Engine:
+        """Connect using the environment, as the docker CLI does; fail in one clear line."""
+        address = describe_address()
+        try:
+            client = docker.from_env(timeout=int(timeout))
+            version = client.version()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineUnavailableError(address, short_reason(exc)) from None
+        log.debug("connected to Docker %s at %s", version.get("Version"), address)
+        return cls(client, address, version)
+
+    def describe(self) -> str:
+        flavour = "Podman" if self.is_podman else "Docker"
+        return f"{flavour} {self.server_version} (API {self.api_version}) at {self.address}"
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- helper image and containers -------------------------------------------------
+
+    def ensure_helper_image(self) -> str:
+        """Make the never-run helper image once per engine (not per volume), without a pull."""
+        if self._helper_image_ready:
+            return HELPER_IMAGE
+        lock_dir = Path(tempfile.gettempdir()) / "pytest-dockervol"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        # Concurrent runs and xdist workers may all find the image missing; the lock makes
+        # one of them import it and the others reuse it instead of leaving dangling copies.
+        with FileLock(str(lock_dir / "helper-image.lock")):
+            try:
+                self.api.inspect_image(HELPER_IMAGE)  # type: ignore[no-untyped-call]
+            except docker.errors.ImageNotFound:
+                repository, tag = HELPER_IMAGE.rsplit(":", 1)
+                empty_tar = io.BytesIO()
+                tarfile.open(fileobj=empty_tar, mode="w").close()
+                self.api.import_image_from_data(
+                    empty_tar.getvalue(),
+                    repository=repository,
+                    tag=tag,
+                    changes=[
+                        'CMD ["/pytest-dockervol-helper-is-never-started"]',
+                        f"LABEL {LABEL_OWNER}={OWNER_VALUE} {LABEL_KIND}=helper-image",
+                    ],
+                )
+                log.info("created helper image %s", HELPER_IMAGE)
+        self._helper_image_ready = True
+        return HELPER_IMAGE
+
+    def create_helper(self, mount: Mount, labels: dict[str, str]) -> str:
+        """A created, never-started container whose only job is to expose a volume."""
+        image = self.ensure_helper_image()
+        host_config = self.api.create_host_config(mounts=[mount])
+        created = self.api.create_container(
+            image, host_config=host_config, labels=labels, network_disabled=True
+        )
+        return str(created["Id"])
+
+    def create_container(self, image: str, command: Any, **kwargs: Any) -> Any:
+        """Create (never pull) a test container; a missing image is a one-line error."""
+        try:
+            return self.client.containers.create(image, command, **kwargs)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundLocallyError(image) from None

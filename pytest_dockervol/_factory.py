@@ -1,0 +1,261 @@
+"""The session-wide volume factory, in the spirit of pytest's ``tmp_path_factory``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
+
+import docker.errors
+import pytest
+import requests.exceptions
+from docker.models.containers import Container
+
+from ._archive import build_seed_plan
+from ._containers import start_container
+from ._engine import Engine
+from ._errors import DockervolError, HostPathError
+from ._identity import LABEL_NONCE, RunIdentity, check_user_labels, check_volume_name
+from ._volumes import AnonymousVolume, HostVolume, NamedVolume, SeedSource, Volume
+
+if TYPE_CHECKING:
+    from ._options import Settings
+
+log = logging.getLogger("pytest_dockervol")
+V = TypeVar("V", bound=Volume)
+
+#: Errors a teardown turns into a report instead of a crash of the session.
+CLEANUP_ERRORS = (
+    DockervolError,
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+)
+
+
+class DockervolCleanupWarning(pytest.PytestWarning):
+    """Something pytest-dockervol created could not be removed (the message says why)."""
+
+
+class _Removable(Protocol):
+    name: str
+    kind: str
+
+    def remove(self) -> None: ...
+
+
+@final
+class VolumeFactory:
+    """Creates volumes and containers for tests; removes them at the latest when the session ends.
+
+    Use it from fixtures of any scope; what it creates lives until ``.remove()`` or
+    the end of the session.
+    """
+
+    def __init__(
+        self, settings: Settings, identity: RunIdentity, *, _ispytest: bool = False
+    ) -> None:
+        self._settings = settings
+        self.identity = identity
+        self._engine: Engine | None = None
+        self._engine_error: DockervolError | None = None
+        self._stack = contextlib.ExitStack()
+        self._serial = 0
+        self._tmp_path_factory: pytest.TempPathFactory | None = None
+        #: Name of the test running now, for labels and generated names.
+        self.current_creator = "session"
+        self.kept: list[str] = []
+        self.problems: list[str] = []
+
+    @classmethod
+    def from_config(cls, config: pytest.Config, settings: Settings) -> VolumeFactory:
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None:
+            identity = RunIdentity.from_workerinput(workerinput, settings.name_prefix)
+        else:
+            identity = RunIdentity.new(settings.name_prefix)
+        return cls(settings, identity, _ispytest=True)
+
+    # -- engine -------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The Docker engine, connected on first use; a failure is remembered (fail fast)."""
+        __tracebackhide__ = True
+        if self._engine is None:
+            if self._engine_error is not None:
+                raise self._engine_error
+            try:
+                self._engine = Engine.connect(self._settings.api_timeout)
+            except DockervolError as exc:
+                self._engine_error = exc
+                raise
+            self._stack.callback(self._engine.close)
+        return self._engine
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return self.engine.client
+
+    # -- volumes ------------------------------------------------------------------------
+
+    def named(
+        self,
+        name: str | None = None,
+        *,
+        labels: dict[str, str] | None = None,
+        driver: str | None = None,
+        driver_opts: dict[str, str] | None = None,
+        seed: SeedSource | None = None,
+    ) -> NamedVolume:
+        """A new named volume; ``name`` must not exist yet (a generated one never does)."""
+        __tracebackhide__ = True
+        if name is not None:
+            check_volume_name(name)
+        user_labels = check_user_labels(labels)
+        self._prevalidate(seed)
+        engine = self.engine
+        name = name or self._next_name()
+        nonce = uuid.uuid4().hex
+        all_labels = {
+            **user_labels,
+            **self.identity.labels("named", self.current_creator),
+            LABEL_NONCE: nonce,
+        }
+        volume = NamedVolume.create(
+            engine,
+            self.identity,
+            name=name,
+            creator=self.current_creator,
+            labels=all_labels,
+            nonce=nonce,
+            driver=driver,
+            driver_opts=driver_opts,
+        )
+        return self._adopt(volume, seed)
+
+    def anonymous(
+        self,
+        *,
+        labels: dict[str, str] | None = None,
+        driver: str | None = None,
+        driver_opts: dict[str, str] | None = None,
+        seed: SeedSource | None = None,
+    ) -> AnonymousVolume:
+        """A new anonymous volume (Docker picks its 64-hex name)."""
+        __tracebackhide__ = True
+        user_labels = check_user_labels(labels)
+        self._prevalidate(seed)
+        volume = AnonymousVolume.create(
+            self.engine,
+            self.identity,
+            creator=self.current_creator,
+            labels={**user_labels, **self.identity.labels("anonymous", self.current_creator)},
+            driver=driver,
+            driver_opts=driver_opts,
+        )
+        return self._adopt(volume, seed)
+
+    def host(self, path: str | Path | None = None, *, seed: SeedSource | None = None) -> HostVolume:
+        """A host directory to bind: a fresh one under the session's temporary directory, or
+        ``path``, an existing directory that cleanup never modifies or deletes."""
+        __tracebackhide__ = True
+        self._prevalidate(seed)
+        if path is not None:
+            existing = Path(path)
+            if not existing.exists():
+                raise HostPathError(str(existing), "does not exist")
+            if not existing.is_dir():
+                raise HostPathError(str(existing), "is not a directory")
+            return self._adopt(HostVolume(existing.resolve(), owned=False), seed)
+        if self._tmp_path_factory is None:
+            raise RuntimeError("volume_factory.host() needs the volume_factory fixture")
+        directory = self._tmp_path_factory.mktemp("dockervol-host", numbered=True)
+        return self._adopt(HostVolume(directory, owned=True), seed)
+
+    def _host_in(self, directory: Path) -> HostVolume:
+        """A fresh host volume in a directory made for it (the ``host_volume`` fixture)."""
+        directory.mkdir()
+        return self._adopt(HostVolume(directory, owned=True), None)
+
+    # -- containers ---------------------------------------------------------------------
+
+    def run_container(
+        self, image: str, command: str | list[str] | None = None, **kwargs: Any
+    ) -> Container:
+        """Start a container removed (with its anonymous volumes) when the session ends."""
+        __tracebackhide__ = True
+        return start_container(
+            self.engine,
+            self.identity,
+            self.current_creator,
+            self._register,
+            image,
+            command,
+            **kwargs,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _next_name(self) -> str:
+        self._serial += 1
+        return self.identity.volume_name(self.current_creator.rpartition("::")[2], self._serial)
+
+    @staticmethod
+    def _prevalidate(seed: SeedSource | None) -> None:
+        """Refuse a bad seed before anything is created (a plan has no side effects)."""
+        __tracebackhide__ = True
+        if seed is not None and not callable(seed):
+            build_seed_plan(seed)
+
+    def _register(self, resource: _Removable) -> None:
+        self._stack.callback(self.finalize, resource)
+
+    def _adopt(self, volume: V, seed: SeedSource | None) -> V:
+        """Register removal right after creation, before seeding: a failed seed leaks nothing."""
+        __tracebackhide__ = True
+        self._register(volume)
+        if seed is not None:
+            try:
+                volume.seed(seed)
+            except BaseException:
+                self.finalize(volume)
+                raise
+        return volume
+
+    def finalize(self, resource: _Removable) -> None:
+        """Remove (or keep, with --dockervol-keep) and report what failed; never raise."""
+        if getattr(resource, "removed", False):
+            return
+        if self._settings.keep and not (isinstance(resource, HostVolume) and not resource._owned):
+            label = f"{resource.kind} {resource.name}"
+            if label not in self.kept:
+                self.kept.append(label)
+            return
+        try:
+            resource.remove()
+        except CLEANUP_ERRORS as exc:
+            message = f"pytest-dockervol: {exc}"
+            log.warning("%s", message)
+            self.problems.append(message)
+            warnings.warn(DockervolCleanupWarning(message), stacklevel=2)
+
+    def close(self) -> None:
+        """Remove everything still alive, newest first (containers before their volumes)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DockervolCleanupWarning)
+            self._stack.close()
+
+    def bind_tmp_path_factory(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp_path_factory = tmp_path_factory
+
+    @contextlib.contextmanager
+    def creating_for(self, creator: str) -> Iterator[None]:
+        previous, self.current_creator = self.current_creator, creator
+        try:
+            yield
+        finally:
+            self.current_creator = previous

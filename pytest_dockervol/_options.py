@@ -1,0 +1,57 @@
+"""Command-line options with ini twins, validated into one Settings object."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+_PREFIX = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,19}$")
+
+KEEP_HELP = "keep the volumes and containers this run creates and list them at the end"
+PREFIX_HELP = "prefix of generated volume names (default: pdv)"
+TIMEOUT_HELP = "seconds to wait for each Docker API call (default: 60)"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dockervol", "real Docker volumes for tests (pytest-dockervol)")
+    group.addoption("--dockervol-keep", action="store_true", default=None, help=KEEP_HELP)
+    group.addoption("--dockervol-prefix", default=None, metavar="PREFIX", help=PREFIX_HELP)
+    group.addoption("--dockervol-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
+    parser.addini("dockervol_keep", KEEP_HELP, type="bool", default=False)
+    parser.addini("dockervol_prefix", PREFIX_HELP, default="pdv")
+    parser.addini("dockervol_timeout", TIMEOUT_HELP, default="60")
+
+
+@dataclass(frozen=True)
+class Settings:
+    keep: bool = False
+    name_prefix: str = "pdv"
+    api_timeout: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        """Read the option, falling back to its ini twin; bad values are a UsageError."""
+        keep = config.getoption("dockervol_keep")
+        if keep is None:
+            keep = bool(config.getini("dockervol_keep"))
+        prefix = config.getoption("dockervol_prefix") or str(config.getini("dockervol_prefix"))
+        if not _PREFIX.match(prefix):
+            raise pytest.UsageError(
+                f"dockervol_prefix {prefix!r} is not usable in volume names: use 1-20 characters "
+                "from [a-zA-Z0-9_.-] starting with a letter or digit"
+            )
+        raw_timeout = config.getoption("dockervol_timeout") or str(
+            config.getini("dockervol_timeout")
+        )
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= 3600:
+            raise pytest.UsageError(
+                f"dockervol_timeout {raw_timeout!r} is not a number of seconds: "
+                "use a value in (0, 3600], e.g. --dockervol-timeout=60"
+            )
+        return cls(keep=bool(keep), name_prefix=prefix, api_timeout=timeout)

@@ -1,0 +1,377 @@
+"""Volume objects: what a test holds, seeds, mounts, reads back and removes."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import docker.errors
+from docker.types import DriverConfig, Mount
+
+from ._archive import (
+    SeedFile,
+    build_seed_plan,
+    check_relative_path,
+    list_files_in_tar,
+    read_file_from_tar,
+)
+from ._engine import HELPER_MOUNT_POINT, Engine
+from ._errors import (
+    CleanupError,
+    DockervolUsageError,
+    VolumeExistsError,
+    VolumeReadError,
+    VolumeRemovedError,
+)
+from ._identity import (
+    ANONYMOUS_VOLUME_LABEL,
+    LABEL_NONCE,
+    LABEL_RUN,
+    RunIdentity,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+SeedMapping = Mapping[str, Union[str, bytes, SeedFile, "os.PathLike[str]"]]
+#: What ``seed()`` accepts: a mapping, a host directory or archive, or a callable.
+SeedSource = Union[SeedMapping, str, "os.PathLike[str]", Callable[["Volume"], object]]
+
+
+def _check_target(target: str) -> str:
+    if not isinstance(target, str) or not target.startswith("/"):
+        raise DockervolUsageError(
+            f"mount target {target!r} is not an absolute container path; use e.g. '/data'"
+        )
+    return target
+
+
+class Volume(abc.ABC):
+    """A volume a test can seed, attach to containers, read back and remove."""
+
+    kind: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._removed = False
+
+    def __repr__(self) -> str:
+        state = " removed" if self._removed else ""
+        return f"<{type(self).__name__} {self.name}{state}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    @property
+    def removed(self) -> bool:
+        return self._removed
+
+    def _check_alive(self) -> None:
+        if self._removed:
+            raise VolumeRemovedError(self.name)
+
+    def seed(
+        self,
+        source: SeedSource,
+        *,
+        dest: str = "",
+        uid: int | None = None,
+        gid: int | None = None,
+        file_mode: int | None = None,
+        dir_mode: int | None = None,
+    ) -> Self:
+        """Copy files in: a mapping of path -> content, a host directory, a tar archive, or a
+        callable that receives the volume. Everything is validated before anything is written."""
+        __tracebackhide__ = True
+        self._check_alive()
+        if callable(source):
+            source(self)
+            return self
+        plan = build_seed_plan(
+            source, dest=dest, uid=uid, gid=gid, file_mode=file_mode, dir_mode=dir_mode
+        )
+        self._write_plan(plan)
+        return self
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        __tracebackhide__ = True
+        return self.read_bytes(path).decode(encoding)
+
+    @abc.abstractmethod
+    def _write_plan(self, plan: Any) -> None: ...
+
+    @abc.abstractmethod
+    def read_bytes(self, path: str) -> bytes:
+        """The content of one regular file in the volume."""
+
+    @abc.abstractmethod
+    def files(self) -> list[str]:
+        """Sorted relative POSIX paths of the regular files in the volume."""
+
+    @abc.abstractmethod
+    def mount(self, target: str, *, read_only: bool = False) -> Mount:
+        """A ``docker.types.Mount`` for ``containers.run(mounts=[...])``."""
+
+    @abc.abstractmethod
+    def volumes_dict(self, target: str, *, read_only: bool = False) -> dict[str, dict[str, str]]:
+        """An entry for ``containers.run(volumes=...)``."""
+
+    def cli_spec(self, target: str, *, read_only: bool = False) -> str:
+        """The argument of ``docker run -v``."""
+        source, options = next(iter(self.volumes_dict(target, read_only=read_only).items()))
+        return f"{source}:{options['bind']}:{options['mode']}"
+
+    @abc.abstractmethod
+    def remove(self) -> None:
+        """Remove the volume now (the end of the test or session would otherwise do it)."""
+
+
+class DockerVolume(Volume):
+    """A volume managed by the Docker engine; read and written through a helper container."""
+
+    def __init__(
+        self, engine: Engine, identity: RunIdentity, name: str, creator: str, helper_id: str | None
+    ) -> None:
+        super().__init__(name)
+        self._engine = engine
+        self._identity = identity
+        self._creator = creator
+        self._helper_id = helper_id
+
+    # -- creation ---------------------------------------------------------------------
+
+    @classmethod
+    def _check_created(cls, engine: Engine, name: str, nonce: str) -> None:
+        """Docker answers a create of an existing name with the old volume: the nonce tells."""
+        labels = engine.api.inspect_volume(name).get("Labels") or {}
+        if labels.get(LABEL_NONCE) != nonce:
+            raise VolumeExistsError(name)
+
+    def _helper(self) -> str:
+        if self._helper_id is None:
+            mount = Mount(HELPER_MOUNT_POINT, self.name, type="volume", no_copy=True)
+            self._helper_id = self._engine.create_helper(
+                mount, self._identity.labels("helper", self._creator)
+            )
+        return self._helper_id
+
+    # -- content ----------------------------------------------------------------------
+
+    def _write_plan(self, plan: Any) -> None:
+        __tracebackhide__ = True
+        self._engine.api.put_archive(self._helper(), HELPER_MOUNT_POINT, plan.tar_chunks())
+
+    def _get_archive(self, inner: str, path: str) -> Any:
+        __tracebackhide__ = True
+        self._check_alive()
+        try:
+            stream, _stat = self._engine.api.get_archive(
+                self._helper(), f"{HELPER_MOUNT_POINT}/{inner}".rstrip("/")
+            )
+        except docker.errors.NotFound:
+            raise VolumeReadError(self.name, path, "no such file or directory") from None
+        return stream
+
+    def read_bytes(self, path: str) -> bytes:
+        __tracebackhide__ = True
+        inner = check_relative_path(path)
+        return read_file_from_tar(self._get_archive(inner, path), inner, volume=self.name)
+
+    def files(self) -> list[str]:
+        __tracebackhide__ = True
+        return list_files_in_tar(self._get_archive("", "."), strip_components=1)
+
+    # -- attaching ----------------------------------------------------------------------
+
+    def mount(self, target: str, *, read_only: bool = False) -> Mount:
+        self._check_alive()
+        return Mount(_check_target(target), self.name, type="volume", read_only=read_only)
+
+    def volumes_dict(self, target: str, *, read_only: bool = False) -> dict[str, dict[str, str]]:
+        self._check_alive()
+        return {self.name: {"bind": _check_target(target), "mode": "ro" if read_only else "rw"}}
+
+    # -- removal ------------------------------------------------------------------------
+
+    def remove(self) -> None:
+        """Remove this run's containers that use the volume (helper included), then the volume.
+
+        Only resources labelled with this run's id are touched; anything else that
+        still uses the volume is named in the error instead.
+        """
+        __tracebackhide__ = True
+        if self._removed:
+            return
+        api = self._engine.api
+        own = api.containers(
+            all=True,
+            filters={"volume": self.name, "label": f"{LABEL_RUN}={self._identity.run_id}"},
+        )
+        for container in own:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True, v=True)
+        self._helper_id = None
+        try:
+            labels = api.inspect_volume(self.name).get("Labels") or {}
+        except docker.errors.NotFound:
+            self._removed = True  # e.g. an anonymous volume removed with its anchor (v=True)
+            return
+        if not self._identity.owns(labels):
+            self._removed = True
+            raise CleanupError("volume", self.name, "it is no longer labelled as this run's")
+        try:
+            api.remove_volume(self.name)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise CleanupError("volume", self.name, self._why_not_removed(exc)) from None
+        self._removed = True
+
+    def _why_not_removed(self, exc: docker.errors.APIError) -> str:
+        users = self._engine.api.containers(all=True, filters={"volume": self.name})
+        if users:
+            described = ", ".join(
+                f"{c['Names'][0].lstrip('/') if c.get('Names') else c['Id'][:12]} ({c['State']})"
+                for c in users
+            )
+            return (
+                f"still in use by container(s) not created by pytest-dockervol: {described}; "
+                "remove those containers at the end of the test"
+            )
+        return str(exc.explanation or exc)
+
+
+class NamedVolume(DockerVolume):
+    """A volume with a name (given or generated), like ``docker volume create NAME``."""
+
+    kind = "named"
+
+    @classmethod
+    def create(
+        cls,
+        engine: Engine,
+        identity: RunIdentity,
+        *,
+        name: str,
+        creator: str,
+        labels: dict[str, str],
+        nonce: str,
+        driver: str | None,
+        driver_opts: dict[str, str] | None,
+    ) -> NamedVolume:
+        engine.api.create_volume(
+            name, driver=driver or "local", driver_opts=driver_opts or {}, labels=labels
+        )
+        cls._check_created(engine, name, nonce)
+        return cls(engine, identity, name, creator, helper_id=None)
+
+
+class AnonymousVolume(DockerVolume):
+    """A real anonymous volume: Docker names it (64 hex) when its anchor container is created.
+
+    The anchor is the helper container, so ``docker rm -v`` of the anchor removes the
+    volume too, and Docker 23+ also reclaims it with a plain ``docker volume prune``.
+    """
+
+    kind = "anonymous"
+
+    @classmethod
+    def create(
+        cls,
+        engine: Engine,
+        identity: RunIdentity,
+        *,
+        creator: str,
+        labels: dict[str, str],
+        driver: str | None,
+        driver_opts: dict[str, str] | None,
+    ) -> AnonymousVolume:
+        driver_config = (
+            DriverConfig(driver or "local", driver_opts) if driver or driver_opts else None
+        )
+        mount = Mount(
+            HELPER_MOUNT_POINT,
+            None,
+            type="volume",
+            no_copy=True,
+            labels={**labels, ANONYMOUS_VOLUME_LABEL: ""},
+            driver_config=driver_config,
+        )
+        helper_id = engine.create_helper(mount, identity.labels("helper", creator))
+        mounts = engine.api.inspect_container(helper_id).get("Mounts") or []
+        return cls(engine, identity, str(mounts[0]["Name"]), creator, helper_id=helper_id)
+
+
+class HostVolume(Volume):
+    """A host directory bind-mounted into containers."""
+
+    kind = "host"
+
+    def __init__(self, path: Path, *, owned: bool) -> None:
+        super().__init__(str(path))
+        self.path = path
+        self._owned = owned
+
+    def _write_plan(self, plan: Any) -> None:
+        plan.write_to(self.path)
+
+    def read_bytes(self, path: str) -> bytes:
+        __tracebackhide__ = True
+        self._check_alive()
+        inner = check_relative_path(path)
+        full = self.path / inner
+        if full.is_symlink():
+            raise VolumeReadError(self.name, path, "is a symbolic link")
+        if full.is_dir():
+            raise VolumeReadError(self.name, path, "is a directory")
+        if not full.is_file():
+            raise VolumeReadError(self.name, path, "no such file or directory")
+        return full.read_bytes()
+
+    def files(self) -> list[str]:
+        self._check_alive()
+        found: list[str] = []
+        for directory, _dirs, names in os.walk(self.path):
+            for name in names:
+                full = Path(directory, name)
+                if full.is_file() and not full.is_symlink():
+                    found.append(full.relative_to(self.path).as_posix())
+        return sorted(found)
+
+    def mount(self, target: str, *, read_only: bool = False) -> Mount:
+        self._check_alive()
+        return Mount(_check_target(target), str(self.path), type="bind", read_only=read_only)
+
+    def volumes_dict(self, target: str, *, read_only: bool = False) -> dict[str, dict[str, str]]:
+        self._check_alive()
+        return {
+            str(self.path): {"bind": _check_target(target), "mode": "ro" if read_only else "rw"}
+        }
+
+    def remove(self) -> None:
+        """Delete the directory if the plugin made it; a directory the user passed in is kept."""
+        __tracebackhide__ = True
+        if self._removed:
+            return
+        self._removed = True
+        if not self._owned:
+            return
+        try:
+            shutil.rmtree(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CleanupError(
+                "host directory",
+                str(self.path),
+                f"{exc.strerror} ({exc.filename}); files written by a container as another "
+                "user may need `user=` set on the container to match the host user",
+            ) from None

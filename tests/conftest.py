@@ -1,0 +1,91 @@
+"""Shared helpers: run inner pytest sessions against the real engine and check what they left."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import pytest
+
+from pytest_dockervol._identity import LABEL_RUN
+
+IMAGE = os.environ.get("DOCKERVOL_IMAGE", "pytest-dockervol-test/busybox:latest")
+_RUN_ID = re.compile(r"dockervol: run ([0-9a-f]{32})")
+#: Every inner run's id, checked for leftovers by test_zz_nothing_left.py at the very end.
+INNER_RUN_IDS: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The engine our tests check from the outside. Missing engine: fail, never skip."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"these tests need a running Docker engine: {exc}", pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def image(docker_client: docker.DockerClient) -> str:
+    """A runnable busybox image built locally (.ci/build-images.sh); nothing is pulled."""
+    try:
+        docker_client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"test image {IMAGE} missing: run `bash .ci/build-images.sh`", pytrace=False)
+    return IMAGE
+
+
+def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
+    """Volumes and containers still labelled with an inner run's id."""
+    label = {"label": f"{LABEL_RUN}={run_id}"}
+    found = [f"volume {v.name}" for v in client.volumes.list(filters=label)]
+    found += [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
+    return found
+
+
+@dataclass
+class InnerRun:
+    result: pytest.RunResult
+    run_id: str
+    outer: InnerPytest
+
+    def leftovers(self) -> list[str]:
+        return leftovers(self.outer.client, self.run_id)
+
+
+@dataclass
+class InnerPytest:
+    """A pytester bound to the engine: runs a subprocess pytest and records its run id."""
+
+    pytester: pytest.Pytester
+    client: docker.DockerClient
+    image: str
+
+    def run(self, *args: str) -> InnerRun:
+        result = self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        match = _RUN_ID.search(result.stdout.str())
+        assert match, "the inner run printed no dockervol header:\n" + result.stdout.str()
+        INNER_RUN_IDS.append(match.group(1))
+        return InnerRun(result, match.group(1), self)
+
+
+@pytest.fixture
+def inner(
+    pytester: pytest.Pytester,
+    docker_client: docker.DockerClient,
+    image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> InnerPytest:
+    monkeypatch.setenv("DOCKERVOL_IMAGE", image)
+    return InnerPytest(pytester, docker_client, image)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The leftover check over all inner runs goes last."""
+    items.sort(key=lambda item: item.path.name == "test_zz_nothing_left.py")

@@ -1,0 +1,179 @@
+"""volume_factory: names, labels, drivers, seeds of every kind, sharing across scopes, safety."""
+
+from __future__ import annotations
+
+INNER = r"""
+import io, os, tarfile, pathlib
+import pytest
+import docker
+from pytest_dockervol import (
+    SeedFile, VolumeExistsError, VolumeNameError, SeedPathError, SeedSourceError,
+    HostPathError, LabelError, VolumeReadError, VolumeRemovedError,
+)
+
+IMAGE = os.environ["DOCKERVOL_IMAGE"]
+FOREIGN = os.environ["FOREIGN_VOLUME"]
+EXISTING_DIR = pathlib.Path(os.environ["EXISTING_DIR"])
+
+@pytest.fixture(scope="module")
+def module_volume(volume_factory):
+    return volume_factory.named(seed={"shared.txt": "module"})
+
+def test_module_scope_a(module_volume):
+    module_volume.seed({"a": "1"})
+
+def test_module_scope_b(module_volume):
+    assert module_volume.files() == ["a", "shared.txt"]
+
+def test_given_name_labels_and_driver_opts(volume_factory, dockervol_client):
+    vol = volume_factory.named(f"{FOREIGN}-mine", labels={"team": "db"},
+                               driver="local", driver_opts={"type": "tmpfs", "device": "tmpfs"})
+    attrs = dockervol_client.volumes.get(vol.name).attrs
+    assert attrs["Labels"]["team"] == "db"
+    assert attrs["Labels"]["pytest-dockervol.owner"] == "pytest-dockervol"
+    assert attrs["Labels"]["pytest-dockervol.creator"].endswith("test_given_name_labels_and_driver_opts")
+    assert attrs["Options"] == {"type": "tmpfs", "device": "tmpfs"}
+    vol.remove()
+    with pytest.raises(docker.errors.NotFound):
+        dockervol_client.volumes.get(vol.name)
+    with pytest.raises(VolumeRemovedError):
+        vol.files()
+
+def test_existing_foreign_name_is_refused_not_taken_over(volume_factory, dockervol_client):
+    with pytest.raises(VolumeExistsError, match="already exists"):
+        volume_factory.named(FOREIGN)
+    assert dockervol_client.volumes.get(FOREIGN).attrs["Labels"] == {"owner": "someone-else"}
+
+@pytest.mark.parametrize("name", ["x", "-bad", "a b", "a/b", ""])
+def test_invalid_names(volume_factory, name):
+    with pytest.raises(VolumeNameError, match="invalid volume name"):
+        volume_factory.named(name)
+
+def test_reserved_label(volume_factory):
+    with pytest.raises(LabelError, match="reserved"):
+        volume_factory.named(labels={"pytest-dockervol.run": "x"})
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", ""])
+def test_escaping_seed_paths_create_nothing(volume_factory, dockervol_client, request, bad):
+    with pytest.raises(SeedPathError):
+        volume_factory.named(seed={bad: "x"})
+    with pytest.raises(SeedPathError):
+        volume_factory.anonymous(seed={bad: "x"})
+    mine = dockervol_client.volumes.list(
+        filters={"label": f"pytest-dockervol.creator={request.node.nodeid}"})
+    assert mine == []
+
+def test_symlink_out_of_seed_dir_refused(volume_factory, tmp_path, named_volume):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "evil").symlink_to("/etc/passwd")
+    with pytest.raises(SeedPathError):
+        named_volume.seed(tmp_path / "src")
+    assert named_volume.files() == []
+
+def test_unreadable_archive_and_missing_sources(volume_factory, tmp_path, named_volume):
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar at all")
+    with pytest.raises(SeedSourceError, match="not a readable tar"):
+        named_volume.seed(junk)
+    with pytest.raises(SeedSourceError, match="does not exist"):
+        named_volume.seed(tmp_path / "missing")
+    with pytest.raises(HostPathError, match="does not exist"):
+        volume_factory.host(tmp_path / "missing")
+
+def test_failed_callable_seed_leaks_nothing(volume_factory, dockervol_client, request):
+    def boom(volume):
+        volume.seed({"half": "written"})
+        raise RuntimeError("seed failed half way")
+    with pytest.raises(RuntimeError):
+        volume_factory.named(seed=boom)
+    mine = dockervol_client.volumes.list(
+        filters={"label": f"pytest-dockervol.creator={request.node.nodeid}"})
+    assert mine == []
+
+def test_seed_directory_archive_and_callable(volume_factory, tmp_path, run_container):
+    src = tmp_path / "src"
+    (src / "conf.d").mkdir(parents=True)
+    (src / "conf.d" / "app.conf").write_text("port=1\n")
+    (src / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (src / "run.sh").chmod(0o700)
+    (src / "link").symlink_to("conf.d/app.conf")
+    archive = tmp_path / "data.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("pg/PG_VERSION"); payload = b"15\n"; info.size = len(payload)
+        info.uid = info.gid = 999; info.mode = 0o600
+        tar.addfile(info, io.BytesIO(payload))
+    vol = volume_factory.named(seed=src)
+    vol.seed(archive)
+    vol.seed(lambda v: v.seed({"from-callable": "yes"}), )
+    vol.seed({"deep": SeedFile(b"#!/bin/sh\n", mode=0o755)}, dest="bin")
+    assert vol.files() == ["bin/deep", "conf.d/app.conf", "from-callable", "pg/PG_VERSION", "run.sh"]
+    c = run_container(IMAGE, ["sh", "-c",
+        "stat -c '%n %a %u:%g' /v/run.sh /v/conf.d /v/pg/PG_VERSION /v/bin/deep; readlink /v/link"],
+        mounts=[vol.mount("/v")])
+    assert c.wait(timeout=60)["StatusCode"] == 0
+    assert c.logs().decode().splitlines() == [
+        "/v/run.sh 755 0:0", "/v/conf.d 755 0:0", "/v/pg/PG_VERSION 600 999:999",
+        "/v/bin/deep 755 0:0", "conf.d/app.conf"]
+
+def test_read_errors(named_volume):
+    named_volume.seed({"d/f": "x"})
+    with pytest.raises(VolumeReadError, match="no such file"):
+        named_volume.read_bytes("nope")
+    with pytest.raises(VolumeReadError, match="directory"):
+        named_volume.read_bytes("d")
+    with pytest.raises(SeedPathError):
+        named_volume.read_bytes("../etc/passwd")
+
+def test_host_existing_dir_is_never_touched(volume_factory, run_container):
+    vol = volume_factory.host(EXISTING_DIR)
+    c = run_container(IMAGE, ["cat", "/src/main.py"], mounts=[vol.mount("/src", read_only=True)])
+    assert c.wait(timeout=60)["StatusCode"] == 0
+    assert c.logs() == b"print('hi')\n"
+    vol.remove()
+
+def test_host_factory_seed_and_remove(volume_factory):
+    vol = volume_factory.host(seed={"a/b.txt": "x"})
+    assert vol.files() == ["a/b.txt"]
+    assert oct((vol.path / "a").stat().st_mode & 0o777) == "0o755"
+    vol.remove()
+    assert not vol.path.exists()
+
+def test_run_container_removes_anonymous_volumes(run_container, dockervol_client):
+    from docker.types import Mount
+    c = run_container(IMAGE, ["sh", "-c", "echo x > /anon/f"], mounts=[Mount("/anon", None, type="volume")])
+    c.wait(timeout=60)
+    anon = [m["Name"] for m in c.attrs["Mounts"] if m["Destination"] == "/anon"]
+    assert anon
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(anon[0] + "\n")
+"""
+
+
+def test_factory_behaviour(inner, tmp_path, monkeypatch):
+    client = inner.client
+    foreign = client.volumes.create(
+        name=f"pdv-foreign-{tmp_path.name[-12:]}".replace("_", "-"),
+        labels={"owner": "someone-else"},
+    )
+    existing = tmp_path / "existing-src"
+    existing.mkdir()
+    (existing / "main.py").write_text("print('hi')\n")
+    record = tmp_path / "record.txt"
+    record.touch()
+    monkeypatch.setenv("FOREIGN_VOLUME", foreign.name)
+    monkeypatch.setenv("EXISTING_DIR", str(existing))
+    monkeypatch.setenv("RECORD", str(record))
+    try:
+        inner.pytester.makepyfile(test_inner=INNER)
+        run = inner.run("-v", "-W", "error::pytest_dockervol.DockervolCleanupWarning")
+        run.result.assert_outcomes(passed=22)
+        assert run.leftovers() == []
+        # Someone else's volume survives, and so does the directory the tests bound.
+        assert client.volumes.get(foreign.name).attrs["Labels"] == {"owner": "someone-else"}
+        assert (existing / "main.py").read_text() == "print('hi')\n"
+        anonymous = record.read_text().split()
+        assert len(anonymous) == 1
+        names = {v.name for v in client.volumes.list()}
+        assert anonymous[0] not in names, "run_container must remove anonymous volumes (v=True)"
+    finally:
+        foreign.remove()

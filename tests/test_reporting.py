@@ -1,0 +1,113 @@
+"""What users see: no engine, bad options, --dockervol-keep, and teardown problems."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+def test_no_engine_is_one_clear_line_per_test_not_a_skip(pytester: pytest.Pytester, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    pytester.makepyfile(
+        """
+        def test_a(named_volume): pass
+        def test_b(anonymous_volume): pass
+        def test_c(dockervol_client): pass
+        def test_no_docker_needed(host_volume):
+            host_volume.seed({"x": "1"})
+            assert host_volume.files() == ["x"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=3)
+    line = (
+        "cannot reach a Docker engine at unix:///nonexistent/docker.sock "
+        "(from DOCKER_HOST) (FileNotFoundError: No such file or directory); start dockerd "
+        "or point DOCKER_HOST at a running engine"
+    )
+    assert result.stdout.lines.count(line) == 3
+    assert "Traceback" not in result.stdout.str()
+    assert "During handling" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dockervol-prefix=bad prefix"], "dockervol_prefix 'bad prefix' is not usable"),
+        (["--dockervol-timeout=soon"], "dockervol_timeout 'soon' is not a number of seconds"),
+        (["--dockervol-timeout=0"], "dockervol_timeout '0' is not a number of seconds"),
+        (["-o", "dockervol_prefix=-x"], "dockervol_prefix '-x' is not usable"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester, args, message):
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}*"])
+
+
+def test_keep_lists_names_and_leaves_them(inner):
+    inner.pytester.makepyfile(
+        """
+        def test_k(named_volume, anonymous_volume, volume_factory):
+            named_volume.seed({"kept.txt": "still here"})
+            volume_factory.named(name=None)
+        """
+    )
+    inner.pytester.makeini("[pytest]\ndockervol_prefix = keep\n")
+    run = inner.run("--dockervol-keep", "-n", "2")
+    try:
+        run.result.assert_outcomes(passed=1)
+        run.result.stdout.fnmatch_lines(["*pytest-dockervol: kept (--dockervol-keep)*"])
+        kept = re.findall(r"^(named|anonymous) (\S+)$", run.result.stdout.str(), re.M)
+        assert len(kept) == 3
+        for _kind, name in kept:
+            inner.client.volumes.get(name)
+        assert all(n.startswith("keep-") for k, n in kept if k == "named")
+        assert len(run.leftovers()) >= 3
+    finally:
+        for container in inner.client.containers.list(
+            all=True, filters={"label": f"pytest-dockervol.run={run.run_id}"}
+        ):
+            container.remove(force=True, v=True)
+        for volume in inner.client.volumes.list(
+            filters={"label": f"pytest-dockervol.run={run.run_id}"}
+        ):
+            volume.remove()
+    assert run.leftovers() == []
+
+
+def test_volume_held_by_a_foreign_container_is_reported_not_forced(inner):
+    inner.pytester.makepyfile(
+        """
+        import os
+        def test_leaves_container(named_volume, dockervol_client):
+            c = dockervol_client.containers.create(
+                os.environ["DOCKERVOL_IMAGE"], ["true"], name=named_volume.name + "-user",
+                mounts=[named_volume.mount("/d")])
+        def test_after():
+            pass
+        """
+    )
+    run = inner.run("-rA")
+    try:
+        run.result.assert_outcomes(passed=2, warnings=1)
+        run.result.stdout.fnmatch_lines(
+            [
+                "*DockervolCleanupWarning: pytest-dockervol: could not remove volume pdv-*: "
+                "still in use by container(s) not created by pytest-dockervol: pdv-*-user "
+                "(created); remove those containers at the end of the test",
+            ]
+        )
+        left = run.leftovers()
+        assert len(left) == 1
+        assert left[0].startswith("volume ")
+        foreign = inner.client.containers.get(left[0].split()[1] + "-user")
+        assert foreign.status == "created", (
+            "the plugin must not remove a container it did not create"
+        )
+    finally:
+        name = left[0].split()[1]
+        inner.client.containers.get(name + "-user").remove(force=True)
+        inner.client.volumes.get(name).remove()
