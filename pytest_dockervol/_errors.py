@@ -153,3 +153,19 @@ class CleanupError(DockervolError):
 
     def __str__(self) -> str:
         return f"could not remove {self.what} {self.name}: {self.reason}"
+
+
+class SharedSeedError(DockervolError):
+    """Seeding a run-wide shared volume failed; every worker asking for it gets this error."""
+
+    def __init__(self, key: str, cause: str, where: str) -> None:
+        super().__init__(key, cause, where)
+        self.key = key
+        self.cause = cause
+        self.where = where
+
+    def __str__(self) -> str:
+        return (
+            f"shared volume {self.key!r} could not be seeded ({self.cause}, first raised in "
+            f"{self.where}); fix the seed: the run does not retry it"
+        )

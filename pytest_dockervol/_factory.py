@@ -6,7 +6,7 @@ import contextlib
 import logging
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
@@ -20,6 +20,8 @@ from ._containers import start_container
 from ._engine import Engine
 from ._errors import DockervolError, HostPathError
 from ._identity import LABEL_NONCE, RunIdentity, check_user_labels, check_volume_name
+from ._reaper import ReapResult, reap_dead_runs
+from ._shared import SharedVolume, shared_volume
 from ._volumes import AnonymousVolume, HostVolume, NamedVolume, SeedSource, Volume
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pytest_dockervol")
 V = TypeVar("V", bound=Volume)
+NV = TypeVar("NV", bound=NamedVolume)
 
 #: Errors a teardown turns into a report instead of a crash of the session.
 CLEANUP_ERRORS = (
@@ -59,6 +62,10 @@ class VolumeFactory:
         self, settings: Settings, identity: RunIdentity, *, _ispytest: bool = False
     ) -> None:
         self._settings = settings
+        self.settings = settings
+        #: xdist controller: a worker touched the engine (so the final sweep is worth it).
+        self.workers_used_engine = False
+        self.reaped_lines: list[str] = []
         self.identity = identity
         self._engine: Engine | None = None
         self._engine_error: DockervolError | None = None
@@ -69,6 +76,9 @@ class VolumeFactory:
         self.current_creator = "session"
         self.kept: list[str] = []
         self.problems: list[str] = []
+        self.reaped: dict[str, ReapResult] = {}
+        #: Set by the plugin: starts the watchdog when the run first touches the engine.
+        self.on_first_connect: Callable[[], None] | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config, settings: Settings) -> VolumeFactory:
@@ -94,7 +104,31 @@ class VolumeFactory:
                 self._engine_error = exc
                 raise
             self._stack.callback(self._engine.close)
+            self._after_connect(self._engine)
         return self._engine
+
+    def _after_connect(self, engine: Engine) -> None:
+        """Once per process, before creating anything: reap runs that died, start the watchdog."""
+        try:
+            self.reaped = reap_dead_runs(
+                engine.api, self.identity, max_age=self._settings.reap_after_hours * 3600
+            )
+        except CLEANUP_ERRORS as exc:
+            log.warning("pytest-dockervol: could not reap earlier runs: %s", exc)
+        if self.on_first_connect is not None:
+            self.on_first_connect()
+
+    def reaped_summary(self) -> list[str]:
+        """One line per earlier run this process reaped at startup."""
+        return [
+            f"run {run_id}: removed {len(result.removed)} resource(s) it left behind"
+            for run_id, result in self.reaped.items()
+            if result.removed
+        ]
+
+    @property
+    def connected(self) -> bool:
+        return self._engine is not None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -117,15 +151,35 @@ class VolumeFactory:
             check_volume_name(name)
         user_labels = check_user_labels(labels)
         self._prevalidate(seed)
+        volume = self._create_named_volume(
+            name or self._next_name(),
+            kind="named",
+            labels=user_labels,
+            driver=driver,
+            driver_opts=driver_opts,
+            volume_cls=NamedVolume,
+        )
+        return self._adopt(volume, seed)
+
+    def _create_named_volume(
+        self,
+        name: str,
+        *,
+        kind: str,
+        labels: dict[str, str],
+        volume_cls: type[NV],
+        driver: str | None = None,
+        driver_opts: dict[str, str] | None = None,
+    ) -> NV:
+        """Create (not register) a named volume labelled as this run's."""
         engine = self.engine
-        name = name or self._next_name()
         nonce = uuid.uuid4().hex
         all_labels = {
-            **user_labels,
-            **self.identity.labels("named", self.current_creator),
+            **labels,
+            **self.identity.labels(kind, self.current_creator),
             LABEL_NONCE: nonce,
         }
-        volume = NamedVolume.create(
+        return volume_cls.create(
             engine,
             self.identity,
             name=name,
@@ -135,7 +189,12 @@ class VolumeFactory:
             driver=driver,
             driver_opts=driver_opts,
         )
-        return self._adopt(volume, seed)
+
+    def shared(self, key: str, *, seed: SeedSource | None = None) -> SharedVolume:
+        """The run's volume for ``key``: created and seeded exactly once per test run however
+        many xdist workers ask, never seen half-seeded, removed when the whole run ends."""
+        __tracebackhide__ = True
+        return shared_volume(self, key, seed)
 
     def anonymous(
         self,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import LabelError, VolumeNameError
+from ._lease import process_namespace
 
 LABEL_PREFIX = "pytest-dockervol."
 LABEL_OWNER = LABEL_PREFIX + "owner"
@@ -26,6 +27,9 @@ LABEL_PID = LABEL_PREFIX + "pid"
 LABEL_HOST = LABEL_PREFIX + "host"
 LABEL_CREATED = LABEL_PREFIX + "created"
 LABEL_NONCE = LABEL_PREFIX + "nonce"
+LABEL_SESSION_PID = LABEL_PREFIX + "session-pid"
+LABEL_NAMESPACE = LABEL_PREFIX + "namespace"
+LABEL_SHARED_KEY = LABEL_PREFIX + "shared-key"
 OWNER_VALUE = "pytest-dockervol"
 
 #: Docker 23+ treats volumes with this label as anonymous (``volume prune`` removes them).
@@ -72,6 +76,9 @@ class RunIdentity:
     name_prefix: str = "pdv"
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
+    #: The pid of the run's first process (xdist controller), whose death ends the run.
+    session_pid: int = field(default_factory=os.getpid)
+    namespace: str = field(default_factory=process_namespace)
 
     @classmethod
     def new(cls, name_prefix: str = "pdv") -> RunIdentity:
@@ -81,7 +88,17 @@ class RunIdentity:
     def from_workerinput(cls, workerinput: dict[str, Any], name_prefix: str = "pdv") -> RunIdentity:
         """An xdist worker: the run id is shared by all workers of one run."""
         run_id = str(workerinput.get("dockervol_run_id") or workerinput["testrunuid"])
-        return cls(run_id=run_id, worker=str(workerinput["workerid"]), name_prefix=name_prefix)
+        session_pid = int(workerinput.get("dockervol_session_pid") or os.getppid())
+        return cls(
+            run_id=run_id,
+            worker=str(workerinput["workerid"]),
+            name_prefix=name_prefix,
+            session_pid=session_pid,
+        )
+
+    @property
+    def is_worker(self) -> bool:
+        return self.worker != "main"
 
     @property
     def short_run(self) -> str:
@@ -96,7 +113,9 @@ class RunIdentity:
             LABEL_CREATOR: creator,
             LABEL_KIND: kind,
             LABEL_PID: str(self.pid),
+            LABEL_SESSION_PID: str(self.session_pid),
             LABEL_HOST: self.host,
+            LABEL_NAMESPACE: self.namespace,
             LABEL_CREATED: f"{time.time():.3f}",
         }
 

@@ -12,6 +12,10 @@ _PREFIX = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,19}$")
 KEEP_HELP = "keep the volumes and containers this run creates and list them at the end"
 PREFIX_HELP = "prefix of generated volume names (default: pdv)"
 TIMEOUT_HELP = "seconds to wait for each Docker API call (default: 60)"
+REAP_HELP = (
+    "hours after which resources of a run that may be alive elsewhere (another machine or "
+    "pid namespace) count as abandoned and are reaped (default: 24)"
+)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -19,9 +23,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--dockervol-keep", action="store_true", default=None, help=KEEP_HELP)
     group.addoption("--dockervol-prefix", default=None, metavar="PREFIX", help=PREFIX_HELP)
     group.addoption("--dockervol-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
+    group.addoption("--dockervol-reap-after", default=None, metavar="HOURS", help=REAP_HELP)
     parser.addini("dockervol_keep", KEEP_HELP, type="bool", default=False)
     parser.addini("dockervol_prefix", PREFIX_HELP, default="pdv")
     parser.addini("dockervol_timeout", TIMEOUT_HELP, default="60")
+    parser.addini("dockervol_reap_after", REAP_HELP, default="24")
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class Settings:
     keep: bool = False
     name_prefix: str = "pdv"
     api_timeout: float = 60.0
+    reap_after_hours: float = 24.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -42,16 +49,25 @@ class Settings:
                 f"dockervol_prefix {prefix!r} is not usable in volume names: use 1-20 characters "
                 "from [a-zA-Z0-9_.-] starting with a letter or digit"
             )
-        raw_timeout = config.getoption("dockervol_timeout") or str(
-            config.getini("dockervol_timeout")
+        timeout = _number(config, "dockervol_timeout", "seconds", 3600, "--dockervol-timeout=60")
+        reap_after = _number(
+            config, "dockervol_reap_after", "hours", 24 * 365, "--dockervol-reap-after=24"
         )
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout <= 3600:
-            raise pytest.UsageError(
-                f"dockervol_timeout {raw_timeout!r} is not a number of seconds: "
-                "use a value in (0, 3600], e.g. --dockervol-timeout=60"
-            )
-        return cls(keep=bool(keep), name_prefix=prefix, api_timeout=timeout)
+        return cls(
+            keep=bool(keep), name_prefix=prefix, api_timeout=timeout, reap_after_hours=reap_after
+        )
+
+
+def _number(config: pytest.Config, name: str, unit: str, maximum: float, example: str) -> float:
+    """An option or ini value that must be a positive number up to ``maximum``."""
+    raw = config.getoption(name) or str(config.getini(name))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= maximum:
+        raise pytest.UsageError(
+            f"{name} {raw!r} is not a number of {unit}: use a value in (0, {maximum:g}], "
+            f"e.g. {example}"
+        )
+    return value

@@ -5,5 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ._factory import VolumeFactory
+from ._lease import RunLease
+from ._watchdog import Watchdog
 
 factory_key = pytest.StashKey[VolumeFactory]()
+lease_key = pytest.StashKey[RunLease]()
+watchdog_key = pytest.StashKey[Watchdog]()

@@ -266,7 +266,7 @@ class NamedVolume(DockerVolume):
         nonce: str,
         driver: str | None,
         driver_opts: dict[str, str] | None,
-    ) -> NamedVolume:
+    ) -> Self:
         engine.api.create_volume(
             name, driver=driver or "local", driver_opts=driver_opts or {}, labels=labels
         )

@@ -1,16 +1,20 @@
-"""pytest hooks: options, per-run identity, xdist hand-over, cleanup and the end-of-run report."""
+"""pytest hooks: options, run identity and lease, xdist hand-over, cleanup and reporting."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from ._engine import describe_address
-from ._factory import VolumeFactory
+from ._factory import CLEANUP_ERRORS, VolumeFactory
+from ._lease import RunLease, forget_run_state
 from ._options import Settings, add_options
-from ._state import factory_key
+from ._reaper import reap_run
+from ._state import factory_key, lease_key, watchdog_key
+from ._watchdog import Watchdog
 from .fixtures import (
     anonymous_volume,
     dockervol_client,
@@ -29,6 +33,8 @@ __all__ = [
     "volume_factory",
 ]
 
+log = logging.getLogger("pytest_dockervol")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
@@ -36,13 +42,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[factory_key] = VolumeFactory.from_config(config, Settings.from_config(config))
+    settings = Settings.from_config(config)
+    factory = VolumeFactory.from_config(config, settings)
+    config.stash[factory_key] = factory
+    if factory.identity.is_worker:
+        return
+    # The run's first process holds the run's lease before anything is created.
+    lease = RunLease(factory.identity.run_id)
+    lease.acquire()
+    config.stash[lease_key] = lease
+    if not settings.keep:
+        factory.on_first_connect = lambda: _start_watchdog(config)
+
+
+def _start_watchdog(config: pytest.Config) -> None:
+    if config.stash.get(watchdog_key, None) is None:
+        config.stash[watchdog_key] = Watchdog(config.stash[factory_key].identity.run_id)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist controller: every worker of this run shares the controller's run id."""
-    node.workerinput["dockervol_run_id"] = node.config.stash[factory_key].identity.run_id
+    """xdist controller: every worker shares the run id; the watchdog guards them all."""
+    factory = node.config.stash[factory_key]
+    node.workerinput["dockervol_run_id"] = factory.identity.run_id
+    node.workerinput["dockervol_session_pid"] = factory.identity.session_pid
+    if factory.on_first_connect is not None:
+        _start_watchdog(node.config)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -58,6 +83,32 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, Any]:
         return (yield)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect each worker's report; reap a worker that died mid-run."""
+    factory = node.config.stash[factory_key]
+    output = getattr(node, "workeroutput", None) or {}
+    factory.kept.extend(output.get("dockervol_kept", []))
+    factory.problems.extend(output.get("dockervol_problems", []))
+    factory.reaped_lines.extend(output.get("dockervol_reaped", []))
+    if output.get("dockervol_used_engine"):
+        factory.workers_used_engine = True
+    if error is None or factory.settings.keep:
+        return
+    factory.workers_used_engine = True
+    worker = str(node.workerinput["workerid"])
+    try:
+        result = reap_run(factory.engine.api, factory.identity.run_id, worker=worker)
+    except CLEANUP_ERRORS as exc:
+        factory.problems.append(f"pytest-dockervol: could not reap crashed worker {worker}: {exc}")
+        return
+    if result.removed:
+        factory.reaped_lines.append(
+            f"worker {worker} crashed; removed its {len(result.removed)} resource(s)"
+        )
+    factory.problems.extend(f"pytest-dockervol: could not remove {f}" for f in result.failed)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     factory = config.stash.get(factory_key, None)
@@ -68,21 +119,43 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if workeroutput is not None:
         workeroutput["dockervol_kept"] = list(factory.kept)
         workeroutput["dockervol_problems"] = list(factory.problems)
+        workeroutput["dockervol_reaped"] = factory.reaped_summary()
+        workeroutput["dockervol_used_engine"] = factory.connected
+        return
+    if factory.settings.keep or not (factory.connected or factory.workers_used_engine):
+        return
+    # The last one out: everything still labelled with this run (shared volumes, what a
+    # crashed worker left) goes now that every worker is done.
+    try:
+        result = reap_run(factory.engine.api, factory.identity.run_id)
+    except CLEANUP_ERRORS as exc:
+        factory.problems.append(f"pytest-dockervol: final sweep failed: {exc}")
+        return
+    factory.problems.extend(f"pytest-dockervol: could not remove {f}" for f in result.failed)
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist controller: collect what each worker kept or could not remove."""
-    factory = node.config.stash[factory_key]
-    output = getattr(node, "workeroutput", None) or {}
-    factory.kept.extend(output.get("dockervol_kept", []))
-    factory.problems.extend(output.get("dockervol_problems", []))
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stand the watchdog down and give up the lease: the run ended cleanly."""
+    watchdog = config.stash.get(watchdog_key, None)
+    if watchdog is not None:
+        watchdog.stand_down()
+    lease = config.stash.get(lease_key, None)
+    if lease is not None:
+        keep = config.stash[factory_key].settings.keep
+        lease.release(kept=keep)
+        if not keep:
+            forget_run_state(lease.run_id)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     factory = config.stash.get(factory_key, None)
-    if factory is None or (not factory.kept and not factory.problems):
+    if factory is None:
         return
+    reaped = factory.reaped_summary() + factory.reaped_lines
+    if reaped:
+        terminalreporter.section("pytest-dockervol: reaped")
+        for line in dict.fromkeys(reaped):
+            terminalreporter.line(line)
     if factory.kept:
         terminalreporter.section("pytest-dockervol: kept (--dockervol-keep)")
         for line in factory.kept:

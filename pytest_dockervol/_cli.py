@@ -1,0 +1,120 @@
+"""``pytest-dockervol``: list and remove what earlier test runs left on the engine.
+
+pytest-dockervol ls [--size]           what is there, per run, and whether it is over
+pytest-dockervol rm                    remove the runs that are over (what a new run does)
+pytest-dockervol rm --run ID [--force] remove one run's resources (kept ones included)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from ._engine import Engine
+from ._errors import DockervolError
+from ._identity import LABEL_KIND, LABEL_WORKER, RunIdentity
+from ._lease import forget_run_state, lease_state
+from ._reaper import RunSummary, group_by_run, list_resources, reap_run, verdict
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _sizes(api: Any) -> dict[str, int]:
+    """Volume sizes from the engine's disk-usage report (slow on big volumes: opt-in)."""
+    return {
+        v["Name"]: int((v.get("UsageData") or {}).get("Size", -1))
+        for v in api.df().get("Volumes") or []
+    }
+
+
+def _describe(
+    runs: dict[str, RunSummary], me: RunIdentity, max_age: float
+) -> list[tuple[RunSummary, bool, str]]:
+    now = time.time()
+    return [
+        (run, *verdict(run, me, lease=lease_state(run.run_id), now=now, max_age=max_age))
+        for run in sorted(runs.values(), key=lambda r: r.newest)
+    ]
+
+
+def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
+    me = RunIdentity.new()
+    runs = group_by_run(list_resources(engine.api))
+    if not runs:
+        print("no resources created by pytest-dockervol on", engine.describe())
+        return 0
+    sizes = _sizes(engine.api) if args.size else {}
+    now = time.time()
+    for run, over, why in _describe(runs, me, args.reap_after * 3600):
+        state = "OVER" if over else "LIVE?"
+        print(f"run {run.run_id}  host {run.host or '?'}  {state}: {why}")
+        for r in run.resources:
+            size = sizes.get(r.name, -1)
+            size_text = f"  {size / 1e6:.1f} MB" if size >= 0 and r.kind == "volume" else ""
+            print(
+                f"  {r.kind:9} {r.labels.get(LABEL_KIND, ''):9} "
+                f"{r.labels.get(LABEL_WORKER, '?'):5} {_age(now - r.created):>6}  "
+                f"{r.name[:64]}{size_text}"
+            )
+    return 0
+
+
+def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
+    me = RunIdentity.new()
+    runs = group_by_run(list_resources(engine.api))
+    failed = 0
+    for run, over, why in _describe(runs, me, args.reap_after * 3600):
+        chosen = run.run_id in args.run if args.run else over
+        if not chosen:
+            continue
+        if args.run and lease_state(run.run_id) == "alive" and not args.force:
+            print(f"run {run.run_id} is still running; add --force to remove it anyway")
+            failed += 1
+            continue
+        result = reap_run(engine.api, run.run_id)
+        print(f"run {run.run_id} ({why}): removed {len(result.removed)}")
+        for failure in result.failed:
+            print(f"  could not remove {failure}")
+        failed += len(result.failed)
+        if not result.failed:
+            forget_run_state(run.run_id)
+    for run_id in args.run:
+        if run_id not in runs:
+            forget_run_state(run_id)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pytest-dockervol", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--reap-after",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="a run that may be alive elsewhere counts as over after this idle time (default 24)",
+    )
+    sub = parser.add_subparsers(dest="command")
+    ls = sub.add_parser("ls", help="list resources per run")
+    ls.add_argument("--size", action="store_true", help="show volume sizes (asks the engine's df)")
+    rm = sub.add_parser("rm", help="remove runs that are over, or the runs named")
+    rm.add_argument("--run", action="append", default=[], metavar="ID", help="a run id (repeat)")
+    rm.add_argument("--force", action="store_true", help="with --run: even if it is running")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["ls", *(argv or [])])
+    try:
+        engine = Engine.connect(timeout=60)
+    except DockervolError as exc:
+        print(f"pytest-dockervol: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "rm":
+        return cmd_rm(engine, args)
+    return cmd_ls(engine, args)

@@ -1,0 +1,213 @@
+"""Finding and removing what runs left behind: by run id labels, never by diffing the engine.
+
+A run's resources are removed only when the run is known to be over: its lease
+is free (it died on this machine), its process is gone from this very pid
+namespace, or its newest resource is older than the age threshold (runs on
+other machines or remote daemons). Whatever was created after the reaper
+started looking is left alone, as Ryuk does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker.errors
+
+from ._identity import (
+    LABEL_CREATED,
+    LABEL_HOST,
+    LABEL_KIND,
+    LABEL_NAMESPACE,
+    LABEL_OWNER,
+    LABEL_RUN,
+    LABEL_SESSION_PID,
+    LABEL_WORKER,
+    OWNER_VALUE,
+    RunIdentity,
+)
+from ._lease import dead_leases, forget_run_state, lease_state, pid_alive
+
+log = logging.getLogger("pytest_dockervol")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One labelled container or volume, as listed by the engine."""
+
+    kind: str  # "container" or "volume"
+    name: str
+    labels: dict[str, str]
+    state: str = ""
+
+    @property
+    def run_id(self) -> str:
+        return self.labels.get(LABEL_RUN, "")
+
+    @property
+    def created(self) -> float:
+        try:
+            return float(self.labels.get(LABEL_CREATED, "0"))
+        except ValueError:
+            return 0.0
+
+
+@dataclass
+class RunSummary:
+    """All resources of one run, and what they say about who made them."""
+
+    run_id: str
+    resources: list[Resource] = field(default_factory=list)
+
+    def _label(self, key: str) -> str:
+        return next((r.labels[key] for r in self.resources if key in r.labels), "")
+
+    @property
+    def host(self) -> str:
+        return self._label(LABEL_HOST)
+
+    @property
+    def namespace(self) -> str:
+        return self._label(LABEL_NAMESPACE)
+
+    @property
+    def session_pid(self) -> int:
+        value = self._label(LABEL_SESSION_PID)
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def newest(self) -> float:
+        return max((r.created for r in self.resources), default=0.0)
+
+
+def list_resources(
+    api: Any, run_id: str | None = None, worker: str | None = None
+) -> list[Resource]:
+    """Containers first, then volumes, that carry the plugin's owner label (and run/worker)."""
+    wanted = [f"{LABEL_OWNER}={OWNER_VALUE}"]
+    if run_id is not None:
+        wanted.append(f"{LABEL_RUN}={run_id}")
+    if worker is not None:
+        wanted.append(f"{LABEL_WORKER}={worker}")
+    found = [
+        Resource("container", c["Id"], c.get("Labels") or {}, c.get("State", ""))
+        for c in api.containers(all=True, filters={"label": wanted})
+    ]
+    volumes = api.volumes(filters={"label": wanted}).get("Volumes") or []
+    found += [Resource("volume", v["Name"], v.get("Labels") or {}) for v in volumes]
+    # The engine filtered by label; check again so nothing unlabelled is ever touched.
+    return [r for r in found if r.labels.get(LABEL_OWNER) == OWNER_VALUE and r.run_id]
+
+
+def group_by_run(resources: Iterable[Resource]) -> dict[str, RunSummary]:
+    runs: dict[str, RunSummary] = {}
+    for resource in resources:
+        runs.setdefault(resource.run_id, RunSummary(resource.run_id)).resources.append(resource)
+    return runs
+
+
+def verdict(
+    run: RunSummary,
+    me: RunIdentity,
+    *,
+    lease: str,
+    now: float,
+    max_age: float,
+    is_alive: Callable[[int], bool] = pid_alive,
+) -> tuple[bool, str]:
+    """Whether a run is over, and why (pure: unit-tested without Docker)."""
+    if run.run_id == me.run_id:
+        return False, "this run"
+    if lease == "alive":
+        return False, "running (its lease is held)"
+    if lease == "kept":
+        return False, "kept by --dockervol-keep (remove with `pytest-dockervol rm --run ID`)"
+    if lease == "dead":
+        return True, "its process died (lease free)"
+    same_namespace = run.namespace == me.namespace and me.namespace != "unknown"
+    if same_namespace and run.session_pid and not is_alive(run.session_pid):
+        return True, f"its process {run.session_pid} is gone"
+    age = now - run.newest
+    if age > max_age:
+        return True, f"idle for {age / 3600:.1f} h (threshold {max_age / 3600:g} h)"
+    where = "this machine" if same_namespace else f"host {run.host or '?'}"
+    return False, f"may still be running on {where}"
+
+
+@dataclass
+class ReapResult:
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def reap_run(
+    api: Any, run_id: str, *, worker: str | None = None, created_before: float | None = None
+) -> ReapResult:
+    """Remove one run's containers (with anonymous volumes) and then its volumes."""
+    result = ReapResult()
+    for resource in list_resources(api, run_id, worker):
+        if created_before is not None and resource.created >= created_before:
+            continue  # made after we started looking: not ours to judge
+        try:
+            if resource.kind == "container":
+                api.remove_container(resource.name, force=True, v=True)
+            else:
+                api.remove_volume(resource.name)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            result.failed.append(f"{resource.kind} {resource.name}: {exc.explanation or exc}")
+            continue
+        kind = resource.labels.get(LABEL_KIND, resource.kind)
+        result.removed.append(f"{kind} {resource.name[:64]}")
+    return result
+
+
+def reap_until_quiet(
+    api: Any, run_id: str, *, attempts: int = 30, pause: float = 1.0
+) -> ReapResult:
+    """Sweep a dead run until two sweeps in a row find nothing: orphaned workers may
+    still create (or hold) resources for a moment after their controller died."""
+    total = ReapResult()
+    quiet = 0
+    for _ in range(attempts):
+        result = reap_run(api, run_id)
+        total.removed += result.removed
+        if not result.removed and not result.failed:
+            quiet += 1
+            if quiet >= 2:
+                total.failed = []
+                return total
+        else:
+            quiet = 0
+        total.failed = result.failed
+        time.sleep(pause)
+    return total
+
+
+def reap_dead_runs(api: Any, me: RunIdentity, *, max_age: float) -> dict[str, ReapResult]:
+    """Reap every other run that is over; leave the living and the undecided alone."""
+    started_looking = time.time()
+    reaped: dict[str, ReapResult] = {}
+    for run in group_by_run(list_resources(api)).values():
+        over, why = verdict(
+            run, me, lease=lease_state(run.run_id), now=started_looking, max_age=max_age
+        )
+        if not over:
+            log.debug("not reaping run %s: %s", run.run_id, why)
+            continue
+        result = reap_run(api, run.run_id, created_before=started_looking)
+        log.info("reaped run %s (%s): %d removed", run.run_id, why, len(result.removed))
+        if not result.failed:
+            with contextlib.suppress(OSError):
+                forget_run_state(run.run_id)
+        reaped[run.run_id] = result
+    for run_id in dead_leases():  # killed before creating anything, or already reaped
+        if run_id not in reaped and not list_resources(api, run_id):
+            with contextlib.suppress(OSError):
+                forget_run_state(run_id)
+    return reaped

@@ -1,0 +1,134 @@
+"""Volumes created and seeded once per test run, however many xdist workers ask.
+
+The first worker to take the key's lock creates and seeds the volume; the others
+wait on the lock and then find a status file saying ``ready`` (or ``failed``,
+with the error every worker then raises). Nobody sees a half-seeded volume,
+because the status is written only after the seed returned. The volume belongs
+to the run, not to a worker: the run's first process removes it when the whole
+run is over (xdist runs the controller's sessionfinish after every worker's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from filelock import FileLock
+
+from ._errors import DockervolUsageError, SharedSeedError
+from ._identity import LABEL_SHARED_KEY, check_volume_name, slugify
+from ._lease import state_dir
+from ._volumes import NamedVolume
+
+if TYPE_CHECKING:
+    from ._factory import VolumeFactory
+    from ._volumes import SeedSource
+
+
+class SharedVolume(NamedVolume):
+    """A named volume shared by every worker of the run; removed when the run ends."""
+
+    kind = "shared"
+    _run_owner = False
+
+    def remove(self) -> None:
+        __tracebackhide__ = True
+        if not self._run_owner:
+            raise DockervolUsageError(
+                f"shared volume {self.name} belongs to the whole run and is removed when it "
+                "ends; use volume_factory.named() for a volume you remove yourself"
+            )
+        super().remove()
+
+    def release_helper(self) -> None:
+        """This process is done with the volume: remove only its own helper container."""
+        if self._helper_id is not None:
+            self._engine.api.remove_container(self._helper_id, force=True)
+            self._helper_id = None
+
+
+class _HelperRelease:
+    """What a worker registers for a shared volume: its helper goes, the volume stays."""
+
+    kind = "helper of shared volume"
+
+    def __init__(self, volume: SharedVolume) -> None:
+        self.volume = volume
+        self.name = volume.name
+        self.removed = False
+
+    def remove(self) -> None:
+        self.removed = True
+        self.volume.release_helper()
+
+
+def shared_volume(factory: VolumeFactory, key: str, seed: SeedSource | None) -> SharedVolume:
+    """The run's volume for ``key``: created and seeded by whichever process asks first."""
+    __tracebackhide__ = True
+    if not isinstance(key, str) or not key:
+        raise DockervolUsageError(f"shared volume key {key!r} must be a non-empty string")
+    identity = factory.identity
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    name = check_volume_name(
+        f"{identity.name_prefix}-{identity.short_run}-shared-{slugify(key)[:24]}-{digest}"
+    )
+    run_dir = state_dir() / "runs" / identity.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status_file = run_dir / f"{digest}.json"
+    engine = factory.engine
+    with FileLock(str(run_dir / f"{digest}.lock")):
+        status = _read_status(status_file)
+        if status is None:
+            status = _create_and_seed(factory, status_file, key, name, digest, seed)
+    if status["state"] == "failed":
+        raise SharedSeedError(key, status["error"], status["where"])
+    volume = SharedVolume(engine, identity, name, factory.current_creator, helper_id=None)
+    if identity.is_worker:
+        factory._register(_HelperRelease(volume))
+    else:
+        volume._run_owner = True
+        factory._register(volume)
+    return volume
+
+
+def _read_status(path: Path) -> dict[str, str] | None:
+    if not path.exists():
+        return None
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return loaded
+
+
+def _create_and_seed(
+    factory: VolumeFactory,
+    status_file: Path,
+    key: str,
+    name: str,
+    digest: str,
+    seed: SeedSource | None,
+) -> dict[str, str]:
+    """Runs once per run, under the key's lock; records the outcome for the other workers."""
+    __tracebackhide__ = True
+    worker = factory.identity.worker
+    volume: SharedVolume | None = None
+    try:
+        if seed is not None:
+            factory._prevalidate(seed)
+        volume = factory._create_named_volume(
+            name, kind="shared", labels={LABEL_SHARED_KEY: digest}, volume_cls=SharedVolume
+        )
+        if seed is not None:
+            volume.seed(seed)
+        volume.release_helper()
+    except BaseException as exc:
+        if volume is not None:
+            volume._run_owner = True
+            factory.finalize(volume)
+        where = f"{worker} while creating it" if volume is None else f"{worker}'s seed"
+        status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "where": where}
+        status_file.write_text(json.dumps(status))
+        raise
+    status = {"state": "ready", "where": worker}
+    status_file.write_text(json.dumps(status))
+    return status

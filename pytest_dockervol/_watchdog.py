@@ -1,0 +1,79 @@
+"""The watchdog: a small process that outlives a killed run and removes what it created.
+
+The run's first process starts it in a new session (so killing the run's process
+group spares it) with a pipe on its stdin. A clean end writes ``done``; any other
+end of the pipe (SIGKILL, OOM, a CI cancel) means the run died, and the watchdog
+sweeps the run's labelled resources at once. No image, no helper container.
+
+    python -m pytest_dockervol._watchdog RUN_ID
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from typing import IO
+
+from ._lease import forget_run_state, state_dir
+
+DONE = b"done"
+log = logging.getLogger("pytest_dockervol.watchdog")
+
+
+class Watchdog:
+    """The run's handle on its watchdog process."""
+
+    def __init__(self, run_id: str) -> None:
+        log_dir = state_dir() / "watchdog"
+        log_dir.mkdir(exist_ok=True)
+        self.log_path = log_dir / f"{run_id}.log"
+        with open(self.log_path, "ab") as log_file:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "pytest_dockervol._watchdog", run_id],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+                start_new_session=True,
+                close_fds=True,
+            )
+
+    def stand_down(self) -> None:
+        """The run ended cleanly: the watchdog exits without touching anything."""
+        stdin: IO[bytes] | None = self._process.stdin
+        if stdin is not None:
+            try:
+                stdin.write(DONE)
+                stdin.close()
+            except OSError:
+                pass  # it died already; nothing it could do for us
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self.log_path.unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    run_id = argv[0]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
+    message = sys.stdin.buffer.read()  # returns at EOF: the run ended, one way or another
+    if message == DONE:
+        return 0
+    import docker  # only now: a clean run never pays for it
+
+    from ._reaper import reap_until_quiet
+
+    log.info("run %s ended without standing down: reaping", run_id)
+    client = docker.from_env()
+    result = reap_until_quiet(client.api, run_id)
+    log.info("removed %d: %s", len(result.removed), ", ".join(result.removed))
+    for failure in result.failed:
+        log.warning("could not remove %s", failure)
+    if not result.failed:
+        forget_run_state(run_id)
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
