@@ -128,6 +128,8 @@ def _create_and_seed(
         where = f"{worker} while creating it" if volume is None else f"{worker}'s seed"
         status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "where": where}
         status_file.write_text(json.dumps(status))
+        if isinstance(exc, Exception):  # the same error as every other worker gets
+            raise SharedSeedError(key, status["error"], where) from exc
         raise
     status = {"state": "ready", "where": worker}
     status_file.write_text(json.dumps(status))

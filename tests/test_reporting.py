@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -47,7 +49,16 @@ def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester, args, mes
     result.stderr.fnmatch_lines([f"ERROR: {message}*"])
 
 
-def test_keep_lists_names_and_leaves_them(inner):
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_dockervol", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_keep_lists_names_and_leaves_them_until_the_cli_removes_them(inner):
     inner.pytester.makepyfile(
         """
         def test_k(named_volume, anonymous_volume, volume_factory):
@@ -57,24 +68,23 @@ def test_keep_lists_names_and_leaves_them(inner):
     )
     inner.pytester.makeini("[pytest]\ndockervol_prefix = keep\n")
     run = inner.run("--dockervol-keep", "-n", "2")
-    try:
-        run.result.assert_outcomes(passed=1)
-        run.result.stdout.fnmatch_lines(["*pytest-dockervol: kept (--dockervol-keep)*"])
-        kept = re.findall(r"^(named|anonymous) (\S+)$", run.result.stdout.str(), re.M)
-        assert len(kept) == 3
-        for _kind, name in kept:
-            inner.client.volumes.get(name)
-        assert all(n.startswith("keep-") for k, n in kept if k == "named")
-        assert len(run.leftovers()) >= 3
-    finally:
-        for container in inner.client.containers.list(
-            all=True, filters={"label": f"pytest-dockervol.run={run.run_id}"}
-        ):
-            container.remove(force=True, v=True)
-        for volume in inner.client.volumes.list(
-            filters={"label": f"pytest-dockervol.run={run.run_id}"}
-        ):
-            volume.remove()
+    run.result.assert_outcomes(passed=1)
+    run.result.stdout.fnmatch_lines(["*pytest-dockervol: kept (--dockervol-keep)*"])
+    kept = re.findall(r"^(named|anonymous) (\S+)$", run.result.stdout.str(), re.M)
+    assert len(kept) == 3
+    for _kind, name in kept:
+        inner.client.volumes.get(name)
+    assert all(n.startswith("keep-") for k, n in kept if k == "named")
+    assert len(run.leftovers()) >= 3
+    # Neither a later run's reaper nor a plain `rm` takes kept resources ...
+    listed = _cli("ls")
+    assert f"run {run.run_id}" in listed.stdout
+    assert "kept by --dockervol-keep" in listed.stdout
+    assert _cli("rm").returncode == 0
+    assert len(run.leftovers()) >= 3
+    # ... `rm --run ID` does.
+    removed = _cli("rm", "--run", run.run_id)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
     assert run.leftovers() == []
 
 

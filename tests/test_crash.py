@@ -1,0 +1,133 @@
+"""Crash safety: kill -9 of a whole run, a worker that dies mid-test, abandoned runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import docker.errors
+
+from conftest import INNER_RUN_IDS, leftovers
+from test_parallel import _read_run_id, _wait_for
+
+HOLD = r"""
+import os, pathlib, time
+from docker.types import Mount
+
+def test_hold(named_volume, anonymous_volume, host_volume, run_container, volume_factory, worker_id):
+    named_volume.seed({"a": "1"})
+    volume_factory.shared("shared-key", seed={"s": "1"})
+    run_container(os.environ["DOCKERVOL_IMAGE"], ["sleep", "300"],
+                  mounts=[named_volume.mount("/n"), Mount("/anon", None, type="volume")])
+    (pathlib.Path(os.environ["READY_DIR"]) / worker_id).touch()
+    time.sleep(300)
+"""
+
+
+def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(docker_client, image, tmp_path):
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    (tmp_path / "test_hold.py").write_text(HOLD)
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "DOCKERVOL_IMAGE": image, "READY_DIR": str(ready)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-p", "no:cacheprovider"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        run_id = _read_run_id(log)
+        INNER_RUN_IDS.append(run_id)
+        _wait_for(lambda: len(list(ready.iterdir())) == 2, 120, "both workers to hold volumes")
+        before = leftovers(docker_client, run_id)
+        # 2 workers x (named, anonymous, 2 helpers, container) + 1 shared volume (+ helpers)
+        assert len(before) >= 10, before
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    latency = _wait_for(lambda: leftovers(docker_client, run_id) == [], 60, "the watchdog")
+    print(f"reaped {len(before)} resources {latency:.2f}s after kill -9")
+
+
+def test_worker_dying_mid_test_is_reaped_by_the_controller(inner):
+    inner.pytester.makepyfile(
+        r"""
+import os
+def test_crash(named_volume, anonymous_volume, run_container, worker_id):
+    run_container(os.environ["DOCKERVOL_IMAGE"], ["sleep", "300"], mounts=[named_volume.mount("/n")])
+    if worker_id == "gw0":
+        os._exit(3)
+"""
+    )
+    run = inner.run("-n", "2", "--dist", "each", "--max-worker-restart=0")
+    run.result.stdout.fnmatch_lines(["*worker gw0 crashed; removed its * resource(s)*"])
+    assert run.leftovers() == []
+
+
+def _fake_run_labels(run_id: str, namespace: str, pid: int, created: float) -> dict[str, str]:
+    return {
+        "pytest-dockervol.owner": "pytest-dockervol",
+        "pytest-dockervol.run": run_id,
+        "pytest-dockervol.worker": "main",
+        "pytest-dockervol.kind": "named",
+        "pytest-dockervol.session-pid": str(pid),
+        "pytest-dockervol.host": "somewhere",
+        "pytest-dockervol.namespace": namespace,
+        "pytest-dockervol.created": f"{created:.3f}",
+    }
+
+
+def test_next_run_reaps_dead_runs_and_spares_everything_else(inner, tmp_path):
+    """Leftovers of a run whose watchdog also died are reaped when the next run starts;
+    other people's volumes (even plugin-like names) and possibly-live runs survive."""
+    from pytest_dockervol._lease import process_namespace
+
+    client = inner.client
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead_pid = finished.pid  # reaped by wait(): no process has this pid now
+    suffix = tmp_path.name[-8:].replace("_", "")
+    ns = process_namespace()
+    now = time.time()
+    made = {
+        # a run of this machine whose process is gone: reaped
+        "dead": client.volumes.create(
+            f"pdv-dead{suffix}-main-x-1",
+            labels=_fake_run_labels(f"dead{suffix}" * 2, ns, dead_pid, now - 5),
+        ),
+        # another machine's run, recent: may be alive, spared
+        "remote-recent": client.volumes.create(
+            f"pdv-remote{suffix}-main-x-1",
+            labels=_fake_run_labels(f"rem{suffix}" * 2, "other-ns", 1, now - 60),
+        ),
+        # another machine's run, idle for two days: abandoned, reaped
+        "remote-old": client.volumes.create(
+            f"pdv-old{suffix}-main-x-1",
+            labels=_fake_run_labels(f"old{suffix}" * 2, "other-ns", 1, now - 48 * 3600),
+        ),
+        # someone else's volumes: never touched, whatever the name looks like
+        "lookalike": client.volumes.create(f"pdv-{suffix}-main-test_x-1"),
+        "labelled-not-ours": client.volumes.create(
+            f"other-{suffix}", labels={"pytest-dockervol.run": "x"}
+        ),
+    }
+    try:
+        inner.pytester.makepyfile("def test_touch(named_volume):\n    pass\n")
+        run = inner.run("-rA")
+        run.result.assert_outcomes(passed=1)
+        present = {v.name for v in client.volumes.list()}
+        survived = {key for key, vol in made.items() if vol.name in present}
+        assert survived == {"remote-recent", "lookalike", "labelled-not-ours"}
+        run.result.stdout.fnmatch_lines(["*pytest-dockervol: reaped*"])
+    finally:
+        for vol in made.values():
+            with contextlib.suppress(docker.errors.NotFound):  # reaped already, as intended
+                vol.remove()
