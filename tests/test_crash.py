@@ -10,7 +10,6 @@ import sys
 import time
 
 import docker.errors
-
 from conftest import INNER_RUN_IDS, leftovers
 from test_parallel import _read_run_id, _wait_for
 
