@@ -639,3 +639,15 @@ def list_files_in_tar(chunks: Iterable[bytes], *, strip_components: int = 1) -> 
             if (m.isreg() or m.islnk()) and len(parts) > strip_components:
                 files.append("/".join(parts[strip_components:]))
     return sorted(files)
+
+
+def iter_tar_members(
+    chunks: Iterable[bytes], *, strip_components: int = 1
+) -> Iterator[tuple[str, tarfile.TarInfo]]:
+    """Yield ``(relative path, header)`` for each member of a `get_archive` stream, lazily
+    (content is skipped, never held); the stripped top directory itself is left out."""
+    with _open_stream(chunks) as tf:
+        for m in tf:
+            parts = [p for p in m.name.split("/") if p and p != "."]
+            if len(parts) > strip_components:
+                yield "/".join(parts[strip_components:]), m

@@ -7,12 +7,14 @@ empty tar (``docker import``), once per engine, so the plugin never pulls.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import re
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import requests.exceptions
 from docker.types import Mount
 from filelock import FileLock
 
-from ._errors import EngineUnavailableError, ImageNotFoundLocallyError
+from ._errors import EngineRefusedError, EngineUnavailableError, ImageNotFoundLocallyError
 from ._identity import LABEL_KIND, LABEL_OWNER, OWNER_VALUE
 
 log = logging.getLogger("pytest_dockervol")
@@ -56,6 +58,17 @@ def short_reason(exc: BaseException) -> str:
         cause = cause.__cause__ or cause.__context__
     first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first_line[:200]
+
+
+@contextlib.contextmanager
+def refused_as(action: str, fix: str) -> Iterator[None]:
+    """Turn an engine error into one line that says what was asked and how to fix it."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        explanation = str(exc.explanation or exc).strip().splitlines()[0]
+        raise EngineRefusedError(action, explanation, fix) from None
 
 
 class Engine:

@@ -169,3 +169,46 @@ class SharedSeedError(DockervolError):
             f"shared volume {self.key!r} could not be seeded ({self.cause}, first raised in "
             f"{self.where}); fix the seed: the run does not retry it"
         )
+
+
+class VolumeInUseError(DockervolError):
+    """A volume cannot be copied or restored while other containers use it."""
+
+    def __init__(self, volume: str, action: str, users: str, fix: str) -> None:
+        super().__init__(volume, action, users, fix)
+        self.volume = volume
+        self.action = action
+        self.users = users
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"cannot {self.action} volume {self.volume}: used by {self.users}; {self.fix}"
+
+
+class VolumeCopyError(DockervolError):
+    """Copying a volume's files (clone, snapshot, restore) failed."""
+
+    def __init__(self, source: str, target: str, why: str) -> None:
+        super().__init__(source, target, why)
+        self.source = source
+        self.target = target
+        self.why = why
+
+    def __str__(self) -> str:
+        return (
+            f"could not copy volume {self.source} into {self.target}: {self.why}; "
+            "the target is incomplete, remove it or restore it again"
+        )
+
+
+class EngineRefusedError(DockervolError):
+    """The engine answered with an error to something the plugin asked."""
+
+    def __init__(self, action: str, explanation: str, fix: str) -> None:
+        super().__init__(action, explanation, fix)
+        self.action = action
+        self.explanation = explanation
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"the Docker engine refused to {self.action}: {self.explanation}; {self.fix}"

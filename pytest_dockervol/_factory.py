@@ -26,6 +26,8 @@ from ._volumes import AnonymousVolume, HostVolume, NamedVolume, SeedSource, Volu
 
 if TYPE_CHECKING:
     from ._options import Settings
+    from ._snapshot import Snapshot
+    from ._volumes import DockerVolume
 
 log = logging.getLogger("pytest_dockervol")
 V = TypeVar("V", bound=Volume)
@@ -109,6 +111,7 @@ class VolumeFactory:
 
     def _after_connect(self, engine: Engine) -> None:
         """Once per process, before creating anything: reap runs that died, start the watchdog."""
+        self._enable_copies()
         try:
             self.reaped = reap_dead_runs(
                 engine.api, self.identity, max_age=self._settings.reap_after_hours * 3600
@@ -196,6 +199,32 @@ class VolumeFactory:
         __tracebackhide__ = True
         return shared_volume(self, key, seed)
 
+    def clone_of(
+        self,
+        source: DockerVolume | Snapshot,
+        *,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        allow_running: bool = False,
+    ) -> NamedVolume:
+        """A new volume with the files of ``source`` (a volume or a snapshot), removed like
+        any other: ``db = volume_factory.clone_of(golden)`` gives each test its own copy."""
+        __tracebackhide__ = True
+        from ._snapshot import Snapshot, clone_volume
+
+        if isinstance(source, Snapshot):
+            source._check_alive()
+            source = source.storage
+        return clone_volume(
+            source, name=name, labels=labels, allow_running=allow_running, factory=self
+        )
+
+    def _enable_copies(self) -> None:
+        """Let this session's volumes find the factory for ``clone()`` and ``snapshot()``."""
+        from ._snapshot import register_factory
+
+        register_factory(self)
+
     def anonymous(
         self,
         *,
@@ -233,12 +262,17 @@ class VolumeFactory:
         if self._tmp_path_factory is None:
             raise RuntimeError("volume_factory.host() needs the volume_factory fixture")
         directory = self._tmp_path_factory.mktemp("dockervol-host", numbered=True)
-        return self._adopt(HostVolume(directory, owned=True), seed)
+        return self._adopt(self._host_volume(directory), seed)
+
+    def _host_volume(self, directory: Path) -> HostVolume:
+        return HostVolume(
+            directory, owned=True, identity=self.identity, engine_if_connected=lambda: self._engine
+        )
 
     def _host_in(self, directory: Path) -> HostVolume:
         """A fresh host volume in a directory made for it (the ``host_volume`` fixture)."""
         directory.mkdir()
-        return self._adopt(HostVolume(directory, owned=True), None)
+        return self._adopt(self._host_volume(directory), None)
 
     # -- containers ---------------------------------------------------------------------
 

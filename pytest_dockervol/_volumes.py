@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import io
 import os
 import shutil
+import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -17,10 +19,11 @@ from ._archive import (
     SeedFile,
     build_seed_plan,
     check_relative_path,
+    iter_tar_members,
     list_files_in_tar,
     read_file_from_tar,
 )
-from ._engine import HELPER_MOUNT_POINT, Engine
+from ._engine import HELPER_MOUNT_POINT, Engine, refused_as
 from ._errors import (
     CleanupError,
     DockervolUsageError,
@@ -37,6 +40,8 @@ from ._identity import (
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from ._snapshot import Snapshot
 
 SeedMapping = Mapping[str, Union[str, bytes, SeedFile, "os.PathLike[str]"]]
 #: What ``seed()`` accepts: a mapping, a host directory or archive, or a callable.
@@ -248,6 +253,40 @@ class DockerVolume(Volume):
             )
         return str(exc.explanation or exc)
 
+    # -- copies: clone, snapshot, restore (implemented in _snapshot.py) -----------------
+
+    def clone(
+        self,
+        *,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        allow_running: bool = False,
+    ) -> NamedVolume:
+        """A new named volume with the same files, owners, modes, symlinks and empty dirs,
+        removed like any volume the factory made (end of session or ``.remove()``).
+        Refused while a running container uses this volume, unless ``allow_running``."""
+        __tracebackhide__ = True
+        from ._snapshot import clone_volume
+
+        return clone_volume(self, name=name, labels=labels, allow_running=allow_running)
+
+    def snapshot(self, *, allow_running: bool = False) -> Snapshot:
+        """The volume's files now, kept in a hidden volume, for ``restore()`` later."""
+        __tracebackhide__ = True
+        from ._snapshot import take_snapshot
+
+        return take_snapshot(self, allow_running=allow_running)
+
+    def restore(self, snapshot: Snapshot) -> Self:
+        """Reset the volume to ``snapshot``: added files go, changed and deleted ones come
+        back. The volume is removed and created again (same name and labels), so it is
+        refused while a container other than the plugin's helper still uses it."""
+        __tracebackhide__ = True
+        from ._snapshot import restore_volume
+
+        restore_volume(self, snapshot)
+        return self
+
 
 class NamedVolume(DockerVolume):
     """A volume with a name (given or generated), like ``docker volume create NAME``."""
@@ -267,9 +306,10 @@ class NamedVolume(DockerVolume):
         driver: str | None,
         driver_opts: dict[str, str] | None,
     ) -> Self:
-        engine.api.create_volume(
-            name, driver=driver or "local", driver_opts=driver_opts or {}, labels=labels
-        )
+        with refused_as(f"create volume {name}", "check the driver and driver_opts"):
+            engine.api.create_volume(
+                name, driver=driver or "local", driver_opts=driver_opts or {}, labels=labels
+            )
         cls._check_created(engine, name, nonce)
         return cls(engine, identity, name, creator, helper_id=None)
 
@@ -305,7 +345,8 @@ class AnonymousVolume(DockerVolume):
             labels={**labels, ANONYMOUS_VOLUME_LABEL: ""},
             driver_config=driver_config,
         )
-        helper_id = engine.create_helper(mount, identity.labels("helper", creator))
+        with refused_as("create an anonymous volume", "check the driver and driver_opts"):
+            helper_id = engine.create_helper(mount, identity.labels("helper", creator))
         mounts = engine.api.inspect_container(helper_id).get("Mounts") or []
         return cls(engine, identity, str(mounts[0]["Name"]), creator, helper_id=helper_id)
 
@@ -315,10 +356,19 @@ class HostVolume(Volume):
 
     kind = "host"
 
-    def __init__(self, path: Path, *, owned: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        owned: bool,
+        identity: RunIdentity | None = None,
+        engine_if_connected: Callable[[], Engine | None] | None = None,
+    ) -> None:
         super().__init__(str(path))
         self.path = path
         self._owned = owned
+        self._identity = identity
+        self._engine_if_connected = engine_if_connected
 
     def _write_plan(self, plan: Any) -> None:
         plan.write_to(self.path)
@@ -368,10 +418,45 @@ class HostVolume(Volume):
             shutil.rmtree(self.path)
         except FileNotFoundError:
             pass
-        except OSError as exc:
-            raise CleanupError(
-                "host directory",
-                str(self.path),
-                f"{exc.strerror} ({exc.filename}); files written by a container as another "
-                "user may need `user=` set on the container to match the host user",
-            ) from None
+        except PermissionError as exc:
+            # A container wrote here as root while pytest runs as another user.
+            engine = self._engine_if_connected() if self._engine_if_connected else None
+            if engine is None or self._identity is None:
+                raise self._cleanup_error(exc) from None
+            try:
+                self._hand_back(engine, self._identity)
+                shutil.rmtree(self.path)
+            except OSError as again:
+                raise self._cleanup_error(again) from None
+
+    def _cleanup_error(self, exc: OSError) -> CleanupError:
+        return CleanupError(
+            "host directory",
+            str(self.path),
+            f"{exc.strerror} ({exc.filename}); files written by a container as another "
+            "user may need `user=` set on the container to match the host user",
+        )
+
+    def _hand_back(self, engine: Engine, identity: RunIdentity) -> None:
+        """Give every directory back to this process's user through the archive API (the
+        engine extracts as root and applies the tar's owners), so the tree can be deleted.
+        No image is run: the helper is created, never started."""
+        api = engine.api
+        mount = Mount(HELPER_MOUNT_POINT, str(self.path), type="bind")
+        helper = engine.create_helper(mount, identity.labels("helper", "host-hand-back"))
+        try:
+            stream, _stat = api.get_archive(helper, HELPER_MOUNT_POINT)
+            directories = [
+                (path, info.mode) for path, info in iter_tar_members(stream) if info.isdir()
+            ]
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for path, mode in directories:
+                    entry = tarfile.TarInfo(path)
+                    entry.type = tarfile.DIRTYPE
+                    entry.mode = mode | 0o700
+                    entry.uid, entry.gid = os.getuid(), os.getgid()
+                    tar.addfile(entry)
+            api.put_archive(helper, HELPER_MOUNT_POINT, buffer.getvalue())
+        finally:
+            api.remove_container(helper, force=True)

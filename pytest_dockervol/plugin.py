@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 
 from ._engine import describe_address
+from ._errors import DockervolError
 from ._factory import CLEANUP_ERRORS, VolumeFactory
 from ._lease import RunLease, forget_run_state
 from ._options import Settings, add_options
 from ._reaper import reap_run
+from ._report import describe_volume
 from ._state import factory_key, lease_key, watchdog_key
+from ._volumes import Volume
 from ._watchdog import Watchdog
 from .fixtures import (
     anonymous_volume,
@@ -71,8 +74,29 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    identity = config.stash[factory_key].identity
-    return f"dockervol: run {identity.run_id}, engine {describe_address()}"
+    """Which engine and run: the first thing to know when a volume test misbehaves."""
+    factory = config.stash[factory_key]
+    try:
+        engine = factory.engine.describe()
+    except DockervolError as exc:
+        engine = f"unreachable at {describe_address()}"
+        log.debug("no engine for the header: %s", exc)
+    return f"dockervol: run {factory.identity.run_id}, engine {engine}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report lists its volumes' files, before teardown removes them."""
+    report = yield
+    if report.failed and call.when == "call":
+        funcargs: dict[str, object] = getattr(item, "funcargs", {})
+        for argname, value in funcargs.items():
+            if isinstance(value, Volume) and not value.removed:
+                title = f"dockervol {value.kind} volume {value.name} ({argname})"
+                report.sections.append((title, describe_volume(value)))
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

@@ -121,3 +121,62 @@ def test_volume_held_by_a_foreign_container_is_reported_not_forced(inner):
         name = left[0].split()[1]
         inner.client.containers.get(name + "-user").remove(force=True)
         inner.client.volumes.get(name).remove()
+
+
+def test_header_names_engine_version_and_run(inner):
+    inner.pytester.makepyfile("def test_x(): pass")
+    run = inner.run()
+    version = inner.client.version()
+    run.result.stdout.fnmatch_lines(
+        [f"dockervol: run {run.run_id}, engine * {version['Version']} (API {version['ApiVersion']}) at *"]
+    )
+
+
+def test_failed_test_report_lists_what_the_container_saw(inner):
+    inner.pytester.makepyfile(
+        """
+        import os
+        def test_fails(named_volume, host_volume, run_container):
+            named_volume.seed({"etc/app.conf": "port=1", "data/big.bin": b"x" * 5000}, uid=999)
+            host_volume.seed({"log/out.txt": "hello"})
+            assert named_volume.read_text("etc/app.conf") == "port=2"
+
+        def test_bounded(named_volume):
+            named_volume.seed({f"f{i:03}": "" for i in range(100)})
+            assert False
+        """
+    )
+    run = inner.run("-rA")
+    run.result.assert_outcomes(failed=2)
+    run.result.stdout.fnmatch_lines(
+        [
+            "*- dockervol named volume pdv-*-test_fails-* (named_volume) -*",
+            "drwxr-xr-x   999:0*data",
+            "-rw-r--r--   999:0           5000  data/big.bin",
+            "-rw-r--r--   999:0              6  etc/app.conf",
+            "*- dockervol host volume */host_volume (host_volume) -*",
+            "-rw-r--r--*log/out.txt",
+        ]
+    )
+    run.result.stdout.fnmatch_lines(["... (listing stopped at 60 entries)"])
+    assert run.leftovers() == []
+
+
+def test_engine_refusal_is_one_line(inner):
+    inner.pytester.makepyfile(
+        """
+        import pytest
+        from pytest_dockervol import EngineRefusedError
+        def test_bad_driver(volume_factory):
+            with pytest.raises(EngineRefusedError) as info:
+                volume_factory.named(driver_opts={"bogus": "x"})
+            assert str(info.value).startswith("the Docker engine refused to create volume pdv-")
+            assert str(info.value).endswith("check the driver and driver_opts")
+            assert "\\n" not in str(info.value)
+            with pytest.raises(EngineRefusedError, match="refused to create an anonymous volume"):
+                volume_factory.anonymous(driver_opts={"bogus": "x"})
+        """
+    )
+    run = inner.run()
+    run.result.assert_outcomes(passed=1)
+    assert run.leftovers() == []
