@@ -13,9 +13,7 @@ import logging
 import os
 import re
 import tarfile
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -26,6 +24,7 @@ from filelock import FileLock
 
 from ._errors import EngineRefusedError, EngineUnavailableError, ImageNotFoundLocallyError
 from ._identity import LABEL_KIND, LABEL_OWNER, OWNER_VALUE
+from ._lease import state_dir
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -111,8 +110,7 @@ class Engine:
         """Make the never-run helper image once per engine (not per volume), without a pull."""
         if self._helper_image_ready:
             return HELPER_IMAGE
-        lock_dir = Path(tempfile.gettempdir()) / "pytest-dockervol"
-        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock_dir = state_dir()
         # Concurrent runs and xdist workers may all find the image missing; the lock makes
         # one of them import it and the others reuse it instead of leaving dangling copies.
         with FileLock(str(lock_dir / "helper-image.lock")):
