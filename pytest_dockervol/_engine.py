@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import socket
 import tarfile
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,7 @@ HELPER_IMAGE = "pytest-dockervol-helper:1"
 #: Where helper containers mount the volume they serve.
 HELPER_MOUNT_POINT = "/v"
 _DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
+_READ_TIMEOUT = re.compile(r"Read timed out\. \(read timeout=([\d.]+)\)")
 _OS_ERROR_IN_MESSAGE = re.compile(r"(\w+Error)\((\d+), '([^']+)'\)")
 
 
@@ -47,6 +49,9 @@ def describe_address() -> str:
 def short_reason(exc: BaseException) -> str:
     """The one part of a docker/requests error chain that says why (not the wrapper text)."""
     text = str(exc)
+    timeout = _READ_TIMEOUT.search(text)
+    if timeout:
+        return f"timed out: no answer within {timeout.group(1)} s"
     match = _OS_ERROR_IN_MESSAGE.search(text)
     if match:
         return f"{match.group(1)}: {match.group(3)}"
@@ -70,6 +75,15 @@ def refused_as(action: str, fix: str) -> Iterator[None]:
         raise EngineRefusedError(action, explanation, fix) from None
 
 
+def engine_error_reason(exc: BaseException) -> str:
+    """Why an engine call failed, in words that say where to look."""
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc).strip().splitlines()[0]
+    if isinstance(exc, (requests.exceptions.RequestException, docker.errors.DockerException)):
+        return f"the engine at {describe_address()} did not answer ({short_reason(exc)})"
+    return str(exc)
+
+
 class Engine:
     """A connected Docker engine, with what the plugin needs of it in one place."""
 
@@ -84,6 +98,23 @@ class Engine:
             for component in version.get("Components", []) or []
         )
         self._helper_image_ready = False
+        self._engine_host: str | None = None
+
+    @property
+    def engine_host(self) -> str:
+        """The name the engine gives its own machine (``docker info``), asked once."""
+        if self._engine_host is None:
+            self._engine_host = str(self.api.info().get("Name", ""))
+        return self._engine_host
+
+    @property
+    def shares_host_filesystem(self) -> bool:
+        """Whether a bind mount of a path here binds this machine's path: true for a local
+        socket, and for TCP when the engine reports this machine's host name."""
+        scheme = str(self.api.base_url).split(":", 1)[0]
+        if scheme in ("http+unix", "http+docker", "npipe"):
+            return True
+        return self.engine_host == socket.gethostname()
 
     @classmethod
     def connect(cls, timeout: float) -> Engine:

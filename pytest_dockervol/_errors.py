@@ -212,3 +212,18 @@ class EngineRefusedError(DockervolError):
 
     def __str__(self) -> str:
         return f"the Docker engine refused to {self.action}: {self.explanation}; {self.fix}"
+
+
+class RemoteEngineError(DockervolError):
+    """Host volumes bind host paths; a remote engine cannot see this machine's files."""
+
+    def __init__(self, address: str, engine_host: str) -> None:
+        super().__init__(address, engine_host)
+        self.address = address
+        self.engine_host = engine_host
+
+    def __str__(self) -> str:
+        return (
+            f"host volumes need an engine on this machine, but the engine at {self.address} "
+            f"runs on {self.engine_host!r}; use named_volume or anonymous_volume instead"
+        )

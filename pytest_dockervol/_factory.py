@@ -17,8 +17,8 @@ from docker.models.containers import Container
 
 from ._archive import build_seed_plan
 from ._containers import start_container
-from ._engine import Engine
-from ._errors import DockervolError, HostPathError
+from ._engine import Engine, engine_error_reason
+from ._errors import CleanupError, DockervolError, HostPathError, RemoteEngineError
 from ._identity import LABEL_NONCE, RunIdentity, check_user_labels, check_volume_name
 from ._reaper import ReapResult, reap_dead_runs
 from ._shared import SharedVolume, shared_volume
@@ -252,6 +252,7 @@ class VolumeFactory:
         ``path``, an existing directory that cleanup never modifies or deletes."""
         __tracebackhide__ = True
         self._prevalidate(seed)
+        self._check_host_volumes_possible()
         if path is not None:
             existing = Path(path)
             if not existing.exists():
@@ -264,6 +265,16 @@ class VolumeFactory:
         directory = self._tmp_path_factory.mktemp("dockervol-host", numbered=True)
         return self._adopt(self._host_volume(directory), seed)
 
+    def _check_host_volumes_possible(self) -> None:
+        """Refuse host volumes on a remote engine; without any engine they are plain dirs."""
+        __tracebackhide__ = True
+        try:
+            engine = self.engine
+        except DockervolError:
+            return
+        if not engine.shares_host_filesystem:
+            raise RemoteEngineError(engine.address, engine.engine_host)
+
     def _host_volume(self, directory: Path) -> HostVolume:
         return HostVolume(
             directory, owned=True, identity=self.identity, engine_if_connected=lambda: self._engine
@@ -271,6 +282,7 @@ class VolumeFactory:
 
     def _host_in(self, directory: Path) -> HostVolume:
         """A fresh host volume in a directory made for it (the ``host_volume`` fixture)."""
+        self._check_host_volumes_possible()
         directory.mkdir()
         return self._adopt(self._host_volume(directory), None)
 
@@ -331,7 +343,14 @@ class VolumeFactory:
         try:
             resource.remove()
         except CLEANUP_ERRORS as exc:
-            message = f"pytest-dockervol: {exc}"
+            if isinstance(exc, CleanupError):
+                message = f"pytest-dockervol: {exc}"
+            else:
+                why = engine_error_reason(exc)
+                what = f"{resource.kind} volume" if isinstance(resource, Volume) else resource.kind
+                message = f"pytest-dockervol: could not remove {what} {resource.name}: {why}"
+            if message in self.problems:
+                return  # the session's last attempt failed the same way as the test's
             log.warning("%s", message)
             self.problems.append(message)
             warnings.warn(DockervolCleanupWarning(message), stacklevel=2)

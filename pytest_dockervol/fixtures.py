@@ -10,9 +10,11 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
+import requests.exceptions
 from docker.models.containers import Container
 
 from ._containers import TrackedContainer, start_container
+from ._engine import describe_address, short_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory
 from ._state import factory_key
@@ -29,6 +31,12 @@ def _one_line_errors() -> Iterator[None]:
         raise pytest.fail.Exception(str(exc), pytrace=False) from None
     except docker.errors.APIError as exc:
         message = f"the Docker engine refused: {exc.explanation or exc}"
+        raise pytest.fail.Exception(message, pytrace=False) from None
+    except requests.exceptions.RequestException as exc:
+        message = (
+            f"the Docker engine at {describe_address()} did not answer ({short_reason(exc)}); "
+            "check that it is running, or raise --dockervol-timeout if it is just slow"
+        )
         raise pytest.fail.Exception(message, pytrace=False) from None
 
 
@@ -74,7 +82,8 @@ def anonymous_volume(
 @pytest.fixture
 def host_volume(volume_factory: VolumeFactory, tmp_path: Path) -> Iterator[HostVolume]:
     """A fresh, empty host directory under the test's tmp_path, bind-mounted by ``.mount()``."""
-    volume = volume_factory._host_in(tmp_path / "host_volume")
+    with _one_line_errors():
+        volume = volume_factory._host_in(tmp_path / "host_volume")
     yield volume
     volume_factory.finalize(volume)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ._engine import describe_address
+from ._engine import describe_address, engine_error_reason
 from ._errors import DockervolError
 from ._factory import CLEANUP_ERRORS, VolumeFactory
 from ._lease import RunLease, forget_run_state
@@ -124,7 +124,10 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     try:
         result = reap_run(factory.engine.api, factory.identity.run_id, worker=worker)
     except CLEANUP_ERRORS as exc:
-        factory.problems.append(f"pytest-dockervol: could not reap crashed worker {worker}: {exc}")
+        reason = engine_error_reason(exc)
+        factory.problems.append(
+            f"pytest-dockervol: could not reap crashed worker {worker}: {reason}"
+        )
         return
     if result.removed:
         factory.reaped_lines.append(
@@ -153,7 +156,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     try:
         result = reap_run(factory.engine.api, factory.identity.run_id)
     except CLEANUP_ERRORS as exc:
-        factory.problems.append(f"pytest-dockervol: final sweep failed: {exc}")
+        reason = engine_error_reason(exc)
+        factory.problems.append(
+            f"pytest-dockervol: final sweep of run {factory.identity.run_id} failed: {reason}"
+        )
         return
     factory.problems.extend(f"pytest-dockervol: could not remove {f}" for f in result.failed)
 

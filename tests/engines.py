@@ -1,0 +1,125 @@
+"""A private Docker engine for tests that stop, pause or reach the engine over TCP.
+
+It runs beside the machine's engine with its own data root, exec root, unix socket and
+a TCP listener on 127.0.0.1 (no bridge, no iptables), so stopping it disturbs nothing
+else. Also a small CLI for CI:  python tests/engines.py start|stop
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import docker.errors
+
+BASE = Path(os.environ.get("DOCKERVOL_PRIVATE_ENGINE_DIR", "/tmp/pytest-dockervol-private-engine"))
+TCP_PORT = int(os.environ.get("DOCKERVOL_PRIVATE_ENGINE_PORT", "23750"))
+IMAGES = ("pytest-dockervol-test/busybox:latest",)
+
+
+class PrivateEngine:
+    unix = f"unix://{BASE}/docker.sock"
+    tcp = f"tcp://127.0.0.1:{TCP_PORT}"
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            pid = int((BASE / "dockerd.pid").read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def answers(self, timeout: float = 3) -> bool:
+        try:
+            client = docker.DockerClient(base_url=self.unix, timeout=int(timeout) or 1)
+            client.ping()
+            client.close()
+        except (docker.errors.DockerException, OSError):
+            return False
+        return True
+
+    def start(self) -> None:
+        """Idempotent: reuse a running one; wait until it answers; load the test images."""
+        if self.pid is None or not self.answers():
+            self._launch()
+        self._load_images()
+
+    def _launch(self) -> None:
+        BASE.mkdir(parents=True, exist_ok=True)
+        if _port_in_use(TCP_PORT):
+            raise RuntimeError(f"port {TCP_PORT} on 127.0.0.1 is taken; set DOCKERVOL_PRIVATE_ENGINE_PORT")
+        log = open(BASE / "dockerd.log", "ab")  # noqa: SIM115 - the daemon keeps it
+        subprocess.Popen(
+            [
+                "dockerd",
+                f"--data-root={BASE}/data",
+                f"--exec-root={BASE}/exec",
+                f"--pidfile={BASE}/dockerd.pid",
+                f"--host={self.unix}",
+                f"--host={self.tcp}",
+                "--bridge=none",
+                "--iptables=false",
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not self.answers():
+            if time.monotonic() > deadline:
+                tail = (BASE / "dockerd.log").read_text()[-2000:]
+                raise RuntimeError(f"private dockerd did not come up:\n{tail}")
+            time.sleep(0.3)
+
+    def _load_images(self) -> None:
+        private = docker.DockerClient(base_url=self.unix)
+        for image in IMAGES:
+            try:
+                private.images.get(image)
+            except docker.errors.ImageNotFound:
+                save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE,
+                                        env={**os.environ, "DOCKER_HOST": ""})
+                subprocess.run(["docker", "load", "-q"], stdin=save.stdout, check=True,
+                               env={**os.environ, "DOCKER_HOST": self.unix})
+                save.wait()
+        private.close()
+
+    def stop(self) -> None:
+        pid = self.pid
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while self.pid is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def pause(self) -> None:
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+if __name__ == "__main__":
+    engine = PrivateEngine()
+    if sys.argv[1:] == ["start"]:
+        engine.start()
+        print(engine.tcp)
+    elif sys.argv[1:] == ["stop"]:
+        engine.stop()
+    else:
+        sys.exit("usage: python tests/engines.py start|stop")
