@@ -54,7 +54,9 @@ class PrivateEngine:
     def _launch(self) -> None:
         BASE.mkdir(parents=True, exist_ok=True)
         if _port_in_use(TCP_PORT):
-            raise RuntimeError(f"port {TCP_PORT} on 127.0.0.1 is taken; set DOCKERVOL_PRIVATE_ENGINE_PORT")
+            raise RuntimeError(
+                f"port {TCP_PORT} on 127.0.0.1 is taken; set DOCKERVOL_PRIVATE_ENGINE_PORT"
+            )
         log = open(BASE / "dockerd.log", "ab")  # noqa: SIM115 - the daemon keeps it
         subprocess.Popen(
             [
@@ -84,10 +86,17 @@ class PrivateEngine:
             try:
                 private.images.get(image)
             except docker.errors.ImageNotFound:
-                save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE,
-                                        env={**os.environ, "DOCKER_HOST": ""})
-                subprocess.run(["docker", "load", "-q"], stdin=save.stdout, check=True,
-                               env={**os.environ, "DOCKER_HOST": self.unix})
+                save = subprocess.Popen(
+                    ["docker", "save", image],
+                    stdout=subprocess.PIPE,
+                    env={**os.environ, "DOCKER_HOST": ""},
+                )
+                subprocess.run(
+                    ["docker", "load", "-q"],
+                    stdin=save.stdout,
+                    check=True,
+                    env={**os.environ, "DOCKER_HOST": self.unix},
+                )
                 save.wait()
         private.close()
 

@@ -91,7 +91,9 @@ def test_engine_stopped_mid_run_is_reported_and_reaped_by_the_next_run(
     assert leftovers(private_client, run2) == []
 
 
-def test_paused_engine_times_out_in_one_line(pytester: pytest.Pytester, private_engine, private_client):
+def test_paused_engine_times_out_in_one_line(
+    pytester: pytest.Pytester, private_engine, private_client
+):
     pytester.makepyfile(
         """
         import os, signal
@@ -117,7 +119,9 @@ def test_paused_engine_times_out_in_one_line(pytester: pytest.Pytester, private_
     cli = subprocess.run(
         [sys.executable, "-m", "pytest_dockervol", "rm", "--run", run_id],
         env={**__import__("os").environ, "DOCKER_HOST": private_engine.unix},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert leftovers(private_client, run_id) == []
@@ -135,7 +139,9 @@ def test_volume_removed_behind_our_back_is_fine(
             dockervol_client.volumes.get(named_volume.name).remove()  # 404 at teardown
         """
     )
-    result, run_id = _run(pytester, private_engine.unix, "-W", "error::pytest_dockervol.DockervolCleanupWarning")
+    result, run_id = _run(
+        pytester, private_engine.unix, "-W", "error::pytest_dockervol.DockervolCleanupWarning"
+    )
     result.assert_outcomes(passed=1)
     assert leftovers(private_client, run_id) == []
 
@@ -148,10 +154,22 @@ def test_core_suite_over_tcp(private_engine: PrivateEngine, image):
     (host volumes work: the engine reports this machine's host name)."""
     tests = Path(__file__).parent
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         *(str(tests / name) for name in CORE_FILES), "-k", "not concurrent"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *(str(tests / name) for name in CORE_FILES),
+            "-k",
+            "not concurrent",
+        ],
         env={**__import__("os").environ, "DOCKER_HOST": private_engine.tcp},
-        capture_output=True, text=True, timeout=600, cwd=tests.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tests.parent,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\d+ passed", result.stdout)
@@ -180,8 +198,10 @@ def test_remote_engine_refuses_host_volumes(pytester: pytest.Pytester, private_e
     result, run_id = _run(pytester, private_engine.tcp)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["host volumes need an engine on this machine, but the engine at tcp://127.0.0.1:* "
-         "runs on 'build-host-7'; use named_volume or anonymous_volume instead"]
+        [
+            "host volumes need an engine on this machine, but the engine at tcp://127.0.0.1:* "
+            "runs on 'build-host-7'; use named_volume or anonymous_volume instead"
+        ]
     )
     with contextlib.closing(docker.DockerClient(base_url=private_engine.unix)) as client:
         assert leftovers(client, run_id) == []

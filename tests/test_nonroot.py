@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
     reason="creates a user and a virtualenv: run as root (CI does)",
 )
 
-INNER = r'''
+INNER = r"""
 import os, pytest
 from pytest_dockervol import SeedSourceError
 
@@ -49,7 +49,7 @@ def test_seeding_foreign_ownership_needs_root(host_volume):
     with pytest.raises(SeedSourceError, match="root"):
         host_volume.seed({"x": "y"}, uid=999)
     assert host_volume.files() == []
-'''
+"""
 
 
 def _ensure_user_and_venv() -> Path:
@@ -63,7 +63,17 @@ def _ensure_user_and_venv() -> Path:
         base_python = shutil.which("python3", path="/usr/bin") or sys.executable
         subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "pytest>=8", "pytest-xdist", "docker", "filelock"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "pytest>=8",
+                "pytest-xdist",
+                "docker",
+                "filelock",
+            ],
             check=True,
         )
     wheels = BASE / "wheels"
@@ -100,9 +110,19 @@ def test_non_root_pytest_cleans_up_root_written_host_volumes(docker_client, imag
     }
     if not env["DOCKER_HOST"]:
         del env["DOCKER_HOST"]
-    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider",
-               "--basetemp", str(work / "basetemp"), "-W", "error::pytest_dockervol.DockervolCleanupWarning",
-               "-n", "2"]
+    command = [
+        str(python),
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--basetemp",
+        str(work / "basetemp"),
+        "-W",
+        "error::pytest_dockervol.DockervolCleanupWarning",
+        "-n",
+        "2",
+    ]
     as_user = {
         "user": user.pw_uid,
         "group": user.pw_gid,
