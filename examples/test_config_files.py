@@ -6,9 +6,11 @@ import pytest
 
 from pytest_dockervol import ContainerRunner, NamedVolume, SeedFile
 
-CONFIG = {
-    "app.conf": "listen = 0.0.0.0:8080\nworkers = 4\n",
-    "conf.d/logging.conf": "level = debug\n",
+APP_CONF = "listen = 0.0.0.0:8080\nworkers = 4\n"
+LOGGING_CONF = "level = debug\n"
+CONFIG: dict[str, str | SeedFile] = {
+    "app.conf": APP_CONF,
+    "conf.d/logging.conf": LOGGING_CONF,
     "secrets/api-token": SeedFile("s3cr3t\n", mode=0o600),
 }
 
@@ -28,7 +30,7 @@ def test_container_reads_the_seeded_config(
         mounts=[config_volume.mount("/etc/app", read_only=True)],
     )
     assert container.wait(timeout=60)["StatusCode"] == 0
-    assert container.logs().decode() == CONFIG["app.conf"] + CONFIG["conf.d/logging.conf"]
+    assert container.logs().decode() == APP_CONF + LOGGING_CONF
 
 
 def test_container_cannot_write_the_config(
@@ -42,7 +44,7 @@ def test_container_cannot_write_the_config(
     assert container.wait(timeout=60)["StatusCode"] != 0
     assert "Read-only file system" in container.logs(stdout=False).decode()
     # Read back from the volume itself: the file is exactly as seeded.
-    assert config_volume.read_text("app.conf") == CONFIG["app.conf"]
+    assert config_volume.read_text("app.conf") == APP_CONF
 
 
 def test_seeded_files_have_default_modes_unless_set(

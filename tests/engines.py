@@ -1,8 +1,10 @@
 """A private Docker engine for tests that stop, pause or reach the engine over TCP.
 
-It runs beside the machine's engine with its own data root, exec root, unix socket and
-a TCP listener on 127.0.0.1 (no bridge, no iptables), so stopping it disturbs nothing
-else. Also a small CLI for CI:  python tests/engines.py start|stop
+It runs beside the machine's engine with its own data root, exec root, unix socket, a
+TCP listener on 127.0.0.1 and its own bridge (no iptables), so stopping it disturbs
+nothing else. Never ``--bridge=none``: dockerd then deletes the host's ``docker0``,
+breaking the machine's main engine. Also a small CLI for CI:
+python tests/engines.py start|stop
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import docker.errors
 
 BASE = Path(os.environ.get("DOCKERVOL_PRIVATE_ENGINE_DIR", "/tmp/pytest-dockervol-private-engine"))
 TCP_PORT = int(os.environ.get("DOCKERVOL_PRIVATE_ENGINE_PORT", "23750"))
+BRIDGE = "pdvtest0"
+BRIDGE_ADDRESS = "10.231.0.1/24"  # only the private engine's own containers live here
 IMAGES = ("pytest-dockervol-test/busybox:latest",)
 
 
@@ -57,6 +61,7 @@ class PrivateEngine:
             raise RuntimeError(
                 f"port {TCP_PORT} on 127.0.0.1 is taken; set DOCKERVOL_PRIVATE_ENGINE_PORT"
             )
+        _ensure_bridge()
         log = open(BASE / "dockerd.log", "ab")  # noqa: SIM115 - the daemon keeps it
         subprocess.Popen(
             [
@@ -66,7 +71,7 @@ class PrivateEngine:
                 f"--pidfile={BASE}/dockerd.pid",
                 f"--host={self.unix}",
                 f"--host={self.tcp}",
-                "--bridge=none",
+                f"--bridge={BRIDGE}",
                 "--iptables=false",
             ],
             stdout=log,
@@ -116,6 +121,15 @@ class PrivateEngine:
     def resume(self) -> None:
         assert self.pid is not None
         os.kill(self.pid, signal.SIGCONT)
+
+
+def _ensure_bridge() -> None:
+    """The private engine's own bridge interface (dockerd needs it to exist)."""
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        return
+    subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE], check=True)
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
 
 
 def _port_in_use(port: int) -> bool:

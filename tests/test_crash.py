@@ -32,7 +32,7 @@ def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(docker_client, im
     ready.mkdir()
     (tmp_path / "test_hold.py").write_text(HOLD)
     log = tmp_path / "log.txt"
-    env = {**os.environ, "DOCKERVOL_IMAGE": image, "READY_DIR": str(ready)}
+    env = {**os.environ, "DOCKERVOL_IMAGE": image, "READY_DIR": str(ready), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-p", "no:cacheprovider"],

@@ -147,7 +147,7 @@ def test_two_concurrent_runs_leave_each_other_alone(docker_client, image, tmp_pa
         workdir = tmp_path / who
         workdir.mkdir()
         (workdir / "test_concurrent.py").write_text(CONCURRENT)
-        env = {**os.environ, "WHO": who, "DOCKERVOL_IMAGE": image}
+        env = {**os.environ, "WHO": who, "DOCKERVOL_IMAGE": image, "PYTHONUNBUFFERED": "1"}
         log = open(workdir / "log.txt", "wb")  # noqa: SIM115
         procs.append(
             (
