@@ -15,7 +15,7 @@ import re
 import socket
 import tarfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -121,7 +121,8 @@ class Engine:
         """Connect using the environment, as the docker CLI does; fail in one clear line."""
         address = describe_address()
         try:
-            client = docker.from_env(timeout=int(timeout))
+            # requests takes fractional seconds; the SDK's annotation says int.
+            client = docker.from_env(timeout=cast(int, timeout))
             version = client.version()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineUnavailableError(address, short_reason(exc)) from None

@@ -61,11 +61,17 @@ class VolumeNameError(DockervolError, ValueError):
 class VolumeExistsError(DockervolError):
     """A volume of the requested name exists and was not created by this run."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, created_by_this_run_for: str | None = None) -> None:
+        super().__init__(name, created_by_this_run_for)
         self.name = name
+        self.created_by_this_run_for = created_by_this_run_for
 
     def __str__(self) -> str:
+        if self.created_by_this_run_for is not None:
+            return (
+                f"volume {self.name!r} already exists: this run created it for "
+                f"{self.created_by_this_run_for}; use that volume, or pick another name"
+            )
         return (
             f"volume {self.name!r} already exists and was not created by this test run; "
             "pick another name, or remove it yourself with `docker volume rm "

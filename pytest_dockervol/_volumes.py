@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._identity import (
     ANONYMOUS_VOLUME_LABEL,
+    LABEL_CREATOR,
     LABEL_NONCE,
     LABEL_RUN,
     RunIdentity,
@@ -98,6 +99,11 @@ class Volume(abc.ABC):
         __tracebackhide__ = True
         self._check_alive()
         if callable(source):
+            if dest or uid is not None or gid is not None or file_mode or dir_mode:
+                raise DockervolUsageError(
+                    "seed(callable) takes no dest/uid/gid/file_mode/dir_mode: the callable "
+                    "seeds the volume itself; pass them to the seed() calls it makes"
+                )
             source(self)
             return self
         plan = build_seed_plan(
@@ -154,11 +160,14 @@ class DockerVolume(Volume):
     # -- creation ---------------------------------------------------------------------
 
     @classmethod
-    def _check_created(cls, engine: Engine, name: str, nonce: str) -> None:
+    def _check_created(
+        cls, engine: Engine, name: str, nonce: str, run_id: str | None = None
+    ) -> None:
         """Docker answers a create of an existing name with the old volume: the nonce tells."""
         labels = engine.api.inspect_volume(name).get("Labels") or {}
         if labels.get(LABEL_NONCE) != nonce:
-            raise VolumeExistsError(name)
+            same_run = run_id is not None and labels.get(LABEL_RUN) == run_id
+            raise VolumeExistsError(name, labels.get(LABEL_CREATOR, "?") if same_run else None)
 
     def _helper(self) -> str:
         if self._helper_id is None:
@@ -310,7 +319,7 @@ class NamedVolume(DockerVolume):
             engine.api.create_volume(
                 name, driver=driver or "local", driver_opts=driver_opts or {}, labels=labels
             )
-        cls._check_created(engine, name, nonce)
+        cls._check_created(engine, name, nonce, identity.run_id)
         return cls(engine, identity, name, creator, helper_id=None)
 
 

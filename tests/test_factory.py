@@ -44,6 +44,15 @@ def test_existing_foreign_name_is_refused_not_taken_over(volume_factory, dockerv
         volume_factory.named(FOREIGN)
     assert dockervol_client.volumes.get(FOREIGN).attrs["Labels"] == {"owner": "someone-else"}
 
+def test_own_name_reused_says_which_test_made_it(volume_factory, named_volume):
+    with pytest.raises(VolumeExistsError, match="this run created it for .*test_own_name_reused"):
+        volume_factory.named(named_volume.name)
+
+def test_callable_seed_takes_no_options(named_volume):
+    from pytest_dockervol import DockervolUsageError
+    with pytest.raises(DockervolUsageError, match="seed.callable. takes no dest"):
+        named_volume.seed(lambda v: None, dest="sub")
+
 @pytest.mark.parametrize("name", ["x", "-bad", "a b", "a/b", ""])
 def test_invalid_names(volume_factory, name):
     with pytest.raises(VolumeNameError, match="invalid volume name"):
@@ -166,7 +175,7 @@ def test_factory_behaviour(inner, tmp_path, monkeypatch):
     try:
         inner.pytester.makepyfile(test_inner=INNER)
         run = inner.run("-v", "-W", "error::pytest_dockervol.DockervolCleanupWarning")
-        run.result.assert_outcomes(passed=22)
+        run.result.assert_outcomes(passed=24)
         assert run.leftovers() == []
         # Someone else's volume survives, and so does the directory the tests bound.
         assert client.volumes.get(foreign.name).attrs["Labels"] == {"owner": "someone-else"}
