@@ -71,7 +71,8 @@ trap 'rm -rf -- "$workdir"' EXIT
 log "mmdebstrap bookworm + postgresql-15 from $MIRROR"
 # The essential hook runs before postgresql-common is installed: creating the
 # postgres user first pins its ids to 999, and no default cluster is created
-# (the entrypoint runs initdb into PGDATA instead).
+# (the entrypoint runs initdb into PGDATA instead). Hooks get the root as "$1".
+# shellcheck disable=SC2016  # single quotes on purpose: mmdebstrap expands "$1"
 mmdebstrap --variant=apt --quiet \
     --include=postgresql-15 \
     --aptopt='Apt::Install-Recommends "false"' \

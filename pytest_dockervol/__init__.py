@@ -17,12 +17,16 @@ from ._errors import (
     SeedPathError,
     SeedSourceError,
     SharedSeedError,
+    VolumeCopyError,
     VolumeExistsError,
+    VolumeInUseError,
     VolumeNameError,
     VolumeReadError,
     VolumeRemovedError,
 )
 from ._factory import DockervolCleanupWarning, VolumeFactory
+from ._shared import SharedVolume
+from ._snapshot import Snapshot
 from ._volumes import AnonymousVolume, DockerVolume, HostVolume, NamedVolume, Volume
 from .fixtures import ContainerRunner
 
@@ -47,9 +51,13 @@ __all__ = [
     "SeedPathError",
     "SeedSourceError",
     "SharedSeedError",
+    "SharedVolume",
+    "Snapshot",
     "Volume",
+    "VolumeCopyError",
     "VolumeExistsError",
     "VolumeFactory",
+    "VolumeInUseError",
     "VolumeNameError",
     "VolumeReadError",
     "VolumeRemovedError",

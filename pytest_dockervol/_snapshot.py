@@ -249,7 +249,7 @@ def restore_volume(target: DockerVolume, snapshot: Snapshot) -> None:
     try:
         info = api.inspect_volume(target.name)
     except docker.errors.NotFound:
-        raise VolumeCopyError(snapshot.name, target.name, "the volume no longer exists") from None
+        raise VolumeRemovedError(target.name) from None
     labels: dict[str, str] = dict(info.get("Labels") or {})
     if not identity.owns(labels):
         raise DockervolUsageError(
@@ -281,7 +281,10 @@ def restore_volume(target: DockerVolume, snapshot: Snapshot) -> None:
         labels={**labels, LABEL_NONCE: nonce},
     )
     target._check_created(engine, target.name, nonce)
-    if not _is_empty(target):
+    # The local driver deletes the data of a removed volume, unless it mounts a device or
+    # a bind (``device`` option): check those, and other drivers, for what they kept.
+    keeps_data = info.get("Driver") != "local" or "device" in (info.get("Options") or {})
+    if keeps_data and not _is_empty(target):
         raise VolumeCopyError(
             snapshot.name,
             target.name,
@@ -317,7 +320,7 @@ def _labels_of(volume: DockerVolume) -> dict[str, str]:
     try:
         info = volume._engine.api.inspect_volume(volume.name)
     except docker.errors.NotFound:
-        raise VolumeCopyError(volume.name, "a copy", "the volume no longer exists") from None
+        raise VolumeRemovedError(volume.name) from None
     return dict(info.get("Labels") or {})
 
 

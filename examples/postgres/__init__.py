@@ -1,0 +1,1 @@
+"""PostgreSQL on real Docker volumes: init scripts, persistence, golden clones per test."""
