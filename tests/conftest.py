@@ -43,7 +43,7 @@ def image(docker_client: docker.DockerClient) -> str:
 
 def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
     """Volumes and containers still labelled with an inner run's id."""
-    label = {"label": f"{LABEL_RUN}={run_id}"}
+    label: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN}={run_id}"}
     found = [f"volume {v.name}" for v in client.volumes.list(filters=label)]
     found += [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
     return found

@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import docker
 import docker.errors
-from conftest import INNER_RUN_IDS, leftovers
+from conftest import INNER_RUN_IDS, InnerPytest, leftovers
 from test_parallel import _read_run_id, _wait_for
 
 HOLD = r"""
@@ -27,7 +29,9 @@ def test_hold(named_volume, anonymous_volume, host_volume, run_container, volume
 """
 
 
-def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(docker_client, image, tmp_path):
+def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(
+    docker_client: docker.DockerClient, image: str, tmp_path: Path
+) -> None:
     ready = tmp_path / "ready"
     ready.mkdir()
     (tmp_path / "test_hold.py").write_text(HOLD)
@@ -56,7 +60,7 @@ def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(docker_client, im
     print(f"reaped {len(before)} resources {latency:.2f}s after kill -9")
 
 
-def test_worker_dying_mid_test_is_reaped_by_the_controller(inner):
+def test_worker_dying_mid_test_is_reaped_by_the_controller(inner: InnerPytest) -> None:
     inner.pytester.makepyfile(
         r"""
 import os
@@ -84,7 +88,9 @@ def _fake_run_labels(run_id: str, namespace: str, pid: int, created: float) -> d
     }
 
 
-def test_next_run_reaps_dead_runs_and_spares_everything_else(inner, tmp_path):
+def test_next_run_reaps_dead_runs_and_spares_everything_else(
+    inner: InnerPytest, tmp_path: Path
+) -> None:
     """Leftovers of a run whose watchdog also died are reaped when the next run starts;
     other people's volumes (even plugin-like names) and possibly-live runs survive."""
     from pytest_dockervol._lease import process_namespace

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+from conftest import InnerPytest
+
 INNER = r"""
 import io, os, tarfile, pathlib
 import pytest
@@ -158,7 +163,9 @@ def test_run_container_removes_anonymous_volumes(run_container, dockervol_client
 """
 
 
-def test_factory_behaviour(inner, tmp_path, monkeypatch):
+def test_factory_behaviour(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = inner.client
     foreign = client.volumes.create(
         name=f"pdv-foreign-{tmp_path.name[-12:]}".replace("_", "-"),

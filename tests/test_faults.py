@@ -4,6 +4,7 @@ and remote-daemon mode over TCP on 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -12,18 +13,17 @@ from pathlib import Path
 
 import docker
 import pytest
-
-from conftest import INNER_RUN_IDS, leftovers
+from conftest import leftovers
 from engines import PrivateEngine
 
 ENGINES_PY = Path(__file__).with_name("engines.py")
 
 
 @pytest.fixture(scope="module")
-def private_engine() -> Iterator[PrivateEngine]:
+def private_engine() -> PrivateEngine:
     engine = PrivateEngine()
     engine.start()
-    yield engine
+    return engine
 
 
 @pytest.fixture
@@ -33,8 +33,18 @@ def private_client(private_engine: PrivateEngine) -> Iterator[docker.DockerClien
     client.close()
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests here point DOCKER_HOST (inherited by inner runs) at the private engine."""
+    for name in ("DOCKER_HOST", "ENGINE_PID"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+
+
 def _run(pytester: pytest.Pytester, host: str, *args: str) -> tuple[pytest.RunResult, str]:
-    pytester._monkeypatch.setenv("DOCKER_HOST", host)  # inner runs inherit it
+    os.environ["DOCKER_HOST"] = host  # inner runs inherit it; see _restore_environment
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args)
     match = re.search(r"dockervol: run ([0-9a-f]{32})", result.stdout.str())
     assert match, result.stdout.str()
@@ -42,8 +52,11 @@ def _run(pytester: pytest.Pytester, host: str, *args: str) -> tuple[pytest.RunRe
 
 
 def test_engine_stopped_mid_run_is_reported_and_reaped_by_the_next_run(
-    pytester: pytest.Pytester, private_engine: PrivateEngine, private_client, image
-):
+    pytester: pytest.Pytester,
+    private_engine: PrivateEngine,
+    private_client: docker.DockerClient,
+    image: str,
+) -> None:
     pytester.makepyfile(
         f"""
         import subprocess, sys
@@ -92,8 +105,8 @@ def test_engine_stopped_mid_run_is_reported_and_reaped_by_the_next_run(
 
 
 def test_paused_engine_times_out_in_one_line(
-    pytester: pytest.Pytester, private_engine, private_client
-):
+    pytester: pytest.Pytester, private_engine: PrivateEngine, private_client: docker.DockerClient
+) -> None:
     pytester.makepyfile(
         """
         import os, signal
@@ -105,7 +118,7 @@ def test_paused_engine_times_out_in_one_line(
             pass
         """
     )
-    pytester._monkeypatch.setenv("ENGINE_PID", str(private_engine.pid))
+    os.environ["ENGINE_PID"] = str(private_engine.pid)
     try:
         result, run_id = _run(pytester, private_engine.unix, "--dockervol-timeout=2")
     finally:
@@ -118,7 +131,7 @@ def test_paused_engine_times_out_in_one_line(
     # Whatever the pause left behind goes with the next run (or right now, by the CLI).
     cli = subprocess.run(
         [sys.executable, "-m", "pytest_dockervol", "rm", "--run", run_id],
-        env={**__import__("os").environ, "DOCKER_HOST": private_engine.unix},
+        env={**os.environ, "DOCKER_HOST": private_engine.unix},
         capture_output=True,
         text=True,
         timeout=120,
@@ -128,8 +141,8 @@ def test_paused_engine_times_out_in_one_line(
 
 
 def test_volume_removed_behind_our_back_is_fine(
-    pytester: pytest.Pytester, private_engine, private_client
-):
+    pytester: pytest.Pytester, private_engine: PrivateEngine, private_client: docker.DockerClient
+) -> None:
     pytester.makepyfile(
         """
         def test_user_removes_it_first(named_volume, dockervol_client):
@@ -149,7 +162,7 @@ def test_volume_removed_behind_our_back_is_fine(
 CORE_FILES = ("test_fixtures.py", "test_factory.py", "test_parallel.py")
 
 
-def test_core_suite_over_tcp(private_engine: PrivateEngine, image):
+def test_core_suite_over_tcp(private_engine: PrivateEngine, image: str) -> None:
     """Remote-daemon mode: the core tests against the engine's TCP listener on 127.0.0.1
     (host volumes work: the engine reports this machine's host name)."""
     tests = Path(__file__).parent
@@ -165,7 +178,7 @@ def test_core_suite_over_tcp(private_engine: PrivateEngine, image):
             "-k",
             "not concurrent",
         ],
-        env={**__import__("os").environ, "DOCKER_HOST": private_engine.tcp},
+        env={**os.environ, "DOCKER_HOST": private_engine.tcp},
         capture_output=True,
         text=True,
         timeout=600,
@@ -173,10 +186,11 @@ def test_core_suite_over_tcp(private_engine: PrivateEngine, image):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\d+ passed", result.stdout)
-    INNER_RUN_IDS.extend([])  # the TCP run checks its own inner runs' leftovers
 
 
-def test_remote_engine_refuses_host_volumes(pytester: pytest.Pytester, private_engine, monkeypatch):
+def test_remote_engine_refuses_host_volumes(
+    pytester: pytest.Pytester, private_engine: PrivateEngine
+) -> None:
     """An engine that reports another machine's name cannot bind our paths: one clear line."""
     pytester.makeconftest(
         """

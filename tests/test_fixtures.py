@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+
+import pytest
+from conftest import InnerPytest
 
 INNER = r"""
 import os, re, tarfile, io
@@ -63,11 +68,13 @@ def test_each_fixture_is_fresh_and_empty(named_volume, anonymous_volume, host_vo
 """
 
 
-def _recorded(path):
+def _recorded(path: Path) -> list[list[str]]:
     return [line.split(" ", 1) for line in path.read_text().splitlines()]
 
 
-def test_fixtures_seed_attach_read_and_clean_up(inner, tmp_path, monkeypatch):
+def test_fixtures_seed_attach_read_and_clean_up(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     record = tmp_path / "record.txt"
     monkeypatch.setenv("RECORD", str(record))
     inner.pytester.makepyfile(test_inner=INNER)
@@ -81,7 +88,7 @@ def test_fixtures_seed_attach_read_and_clean_up(inner, tmp_path, monkeypatch):
     existing = {v.name for v in inner.client.volumes.list()}
     for kind, name in recorded:
         if kind == "host":
-            assert not __import__("os").path.exists(name), f"{name} not removed"
+            assert not os.path.exists(name), f"{name} not removed"
         else:
             assert name not in existing, f"{kind} volume {name} not removed"
     generated = [name for kind, name in recorded if kind == "named"]
@@ -89,7 +96,9 @@ def test_fixtures_seed_attach_read_and_clean_up(inner, tmp_path, monkeypatch):
         assert re.fullmatch(rf"pdv-{run.run_id[:8]}-main-test_[a-z_]+-\d+", name), name
 
 
-def test_under_xdist_each_worker_names_its_own(inner, tmp_path, monkeypatch):
+def test_under_xdist_each_worker_names_its_own(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     record = tmp_path / "record.txt"
     monkeypatch.setenv("RECORD", str(record))
     inner.pytester.makepyfile(test_inner=INNER)

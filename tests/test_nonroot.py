@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import docker
 import pytest
-
 from conftest import INNER_RUN_IDS, leftovers
 
 USER = "dockervol-nonroot"
@@ -90,7 +90,26 @@ def _ensure_user_and_venv() -> Path:
     return python
 
 
-def test_non_root_pytest_cleans_up_root_written_host_volumes(docker_client, image):
+def _run_as(
+    user: pwd.struct_passwd, command: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as ``user``, also in the docker group, capturing its text output."""
+    return subprocess.run(
+        command,
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[grp.getgrnam("docker").gr_gid],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_non_root_pytest_cleans_up_root_written_host_volumes(
+    docker_client: docker.DockerClient, image: str
+) -> None:
     python = _ensure_user_and_venv()
     user = pwd.getpwnam(USER)
     work = BASE / "work"
@@ -123,17 +142,7 @@ def test_non_root_pytest_cleans_up_root_written_host_volumes(docker_client, imag
         "-n",
         "2",
     ]
-    as_user = {
-        "user": user.pw_uid,
-        "group": user.pw_gid,
-        "extra_groups": [grp.getgrnam("docker").gr_gid],
-        "cwd": work,
-        "env": env,
-        "capture_output": True,
-        "text": True,
-        "timeout": 300,
-    }
-    result = subprocess.run(command, **as_user)
+    result = _run_as(user, command, work, env)
     output = result.stdout + result.stderr
     assert "4 passed" in output, output
     assert result.returncode == 0, output
@@ -145,6 +154,6 @@ def test_non_root_pytest_cleans_up_root_written_host_volumes(docker_client, imag
     for path in paths:
         assert not Path(path).exists(), f"{path} survived teardown"
     # pytest's own basetemp cleanup, run again as the same user, finds nothing it can't delete.
-    again = subprocess.run(command, **as_user)
+    again = _run_as(user, command, work, env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "rm_rf" not in again.stdout + again.stderr

@@ -7,7 +7,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import docker
+import pytest
+from conftest import InnerPytest
 
 MANY = r"""
 import os, pytest
@@ -23,7 +28,9 @@ def test_many(kind, i, request, worker_id):
 """
 
 
-def test_36_volumes_on_two_workers_are_distinct_and_removed(inner, tmp_path, monkeypatch):
+def test_36_volumes_on_two_workers_are_distinct_and_removed(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RECORD_DIR", str(tmp_path))
     inner.pytester.makepyfile(test_many=MANY)
     run = inner.run("-n", "2")
@@ -38,7 +45,9 @@ def test_36_volumes_on_two_workers_are_distinct_and_removed(inner, tmp_path, mon
     assert not existing & set(names)
 
 
-def test_same_suite_without_xdist(inner, tmp_path, monkeypatch):
+def test_same_suite_without_xdist(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RECORD_DIR", str(tmp_path))
     inner.pytester.makepyfile(test_many=MANY)
     inner.pytester.makeconftest(
@@ -81,7 +90,9 @@ def test_shared_volume_cannot_be_removed_by_a_test(golden):
 """
 
 
-def test_shared_volume_seeded_once_per_run_and_removed_at_the_end(inner, tmp_path, monkeypatch):
+def test_shared_volume_seeded_once_per_run_and_removed_at_the_end(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COUNT_DIR", str(tmp_path))
     inner.pytester.makepyfile(test_shared=SHARED)
     run = inner.run("-n", "2")
@@ -94,7 +105,9 @@ def test_shared_volume_seeded_once_per_run_and_removed_at_the_end(inner, tmp_pat
     assert run.leftovers() == []
 
 
-def test_failed_shared_seed_is_the_same_error_everywhere(inner, tmp_path, monkeypatch):
+def test_failed_shared_seed_is_the_same_error_everywhere(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COUNT_DIR", str(tmp_path))
     inner.pytester.makepyfile(
         test_fail=r"""
@@ -139,7 +152,9 @@ def test_work(mine, named_volume, i):
 """
 
 
-def test_two_concurrent_runs_leave_each_other_alone(docker_client, image, tmp_path):
+def test_two_concurrent_runs_leave_each_other_alone(
+    docker_client: docker.DockerClient, image: str, tmp_path: Path
+) -> None:
     from conftest import INNER_RUN_IDS, leftovers
 
     procs = []
@@ -173,7 +188,7 @@ def test_two_concurrent_runs_leave_each_other_alone(docker_client, image, tmp_pa
         assert leftovers(docker_client, run_id) == []
 
 
-def _wait_for(predicate, timeout: float, what: str) -> float:
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     start = time.monotonic()
     while not predicate():
         if time.monotonic() - start > timeout:

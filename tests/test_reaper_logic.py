@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,9 @@ NOW = 1_000_000.0
 DAY = 24 * 3600.0
 
 
-def _run(namespace: str = "boot:1", pid: int = 99, age: float = 5.0, run_id: str = "b" * 32):
+def _run(
+    namespace: str = "boot:1", pid: int = 99, age: float = 5.0, run_id: str = "b" * 32
+) -> RunSummary:
     labels = {
         LABEL_OWNER: "pytest-dockervol",
         LABEL_RUN: run_id,
@@ -54,13 +57,13 @@ def _run(namespace: str = "boot:1", pid: int = 99, age: float = 5.0, run_id: str
         (_run(age=2 * DAY), "unknown", True, True, "idle"),
     ],
 )
-def test_verdict(run, lease, alive, over, why):
+def test_verdict(run: RunSummary, lease: str, alive: bool, over: bool, why: str) -> None:
     decided, reason = verdict(run, ME, lease=lease, now=NOW, max_age=DAY, is_alive=lambda _: alive)
     assert decided is over
     assert why in reason
 
 
-def test_unknown_namespace_never_trusts_pids():
+def test_unknown_namespace_never_trusts_pids() -> None:
     me = RunIdentity(run_id="a" * 32, worker="main", namespace="unknown")
     run = _run(namespace="unknown")
     assert (
@@ -69,7 +72,7 @@ def test_unknown_namespace_never_trusts_pids():
     )
 
 
-def test_newest_resource_decides_age():
+def test_newest_resource_decides_age() -> None:
     run = _run(age=3 * DAY)
     run.resources.append(_run(age=60).resources[0])
     assert (
@@ -77,7 +80,7 @@ def test_newest_resource_decides_age():
     )
 
 
-def test_group_by_run():
+def test_group_by_run() -> None:
     runs = group_by_run(
         [
             *_run(run_id="x" * 32).resources,
@@ -88,7 +91,7 @@ def test_group_by_run():
     assert {k: len(v.resources) for k, v in runs.items()} == {"x" * 32: 2, "y" * 32: 1}
 
 
-def test_lease_alive_then_dead_after_kill(tmp_path):
+def test_lease_alive_then_dead_after_kill(tmp_path: Path) -> None:
     run_id = "lease" + str(time.monotonic_ns())
     holder = subprocess.Popen(
         [
@@ -111,7 +114,7 @@ def test_lease_alive_then_dead_after_kill(tmp_path):
     assert lease_state(run_id) == "unknown"
 
 
-def test_lease_released_cleanly_or_kept():
+def test_lease_released_cleanly_or_kept() -> None:
     lease = RunLease("clean" + str(time.monotonic_ns()))
     lease.acquire()
     lease.release()
@@ -124,17 +127,17 @@ def test_lease_released_cleanly_or_kept():
 
 
 @pytest.mark.parametrize("name", ["ab", "a.b-c_d", "A1", "0x"])
-def test_valid_volume_names(name):
+def test_valid_volume_names(name: str) -> None:
     assert check_volume_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["a", "", "-ab", ".ab", "a b", "a/b", "ä"])
-def test_invalid_volume_names(name):
+def test_invalid_volume_names(name: str) -> None:
     with pytest.raises(VolumeNameError, match="at least 2 characters"):
         check_volume_name(name)
 
 
-def test_generated_names_are_valid_and_distinct():
+def test_generated_names_are_valid_and_distinct() -> None:
     identity = RunIdentity(run_id="c" * 32, worker="gw1")
     names = {identity.volume_name("test_x[ä/ü 1]", n) for n in range(50)}
     assert len(names) == 50
@@ -142,7 +145,7 @@ def test_generated_names_are_valid_and_distinct():
     assert slugify("///") == "vol"
 
 
-def test_user_labels_cannot_forge_ownership():
+def test_user_labels_cannot_forge_ownership() -> None:
     assert check_user_labels({"team": "db"}) == {"team": "db"}
     with pytest.raises(LabelError, match="reserved"):
         check_user_labels({"pytest-dockervol.owner": "pytest-dockervol"})

@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import InnerPytest
 
 
-def test_no_engine_is_one_clear_line_per_test_not_a_skip(pytester: pytest.Pytester, monkeypatch):
+def test_no_engine_is_one_clear_line_per_test_not_a_skip(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     pytester.makepyfile(
         """
@@ -42,7 +45,9 @@ def test_no_engine_is_one_clear_line_per_test_not_a_skip(pytester: pytest.Pytest
         (["-o", "dockervol_prefix=-x"], "dockervol_prefix '-x' is not usable"),
     ],
 )
-def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester, args, message):
+def test_bad_option_values_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -58,7 +63,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_keep_lists_names_and_leaves_them_until_the_cli_removes_them(inner):
+def test_keep_lists_names_and_leaves_them_until_the_cli_removes_them(inner: InnerPytest) -> None:
     inner.pytester.makepyfile(
         """
         def test_k(named_volume, anonymous_volume, volume_factory):
@@ -88,7 +93,7 @@ def test_keep_lists_names_and_leaves_them_until_the_cli_removes_them(inner):
     assert run.leftovers() == []
 
 
-def test_volume_held_by_a_foreign_container_is_reported_not_forced(inner):
+def test_volume_held_by_a_foreign_container_is_reported_not_forced(inner: InnerPytest) -> None:
     inner.pytester.makepyfile(
         """
         import os
@@ -101,6 +106,7 @@ def test_volume_held_by_a_foreign_container_is_reported_not_forced(inner):
         """
     )
     run = inner.run("-rA")
+    left = run.leftovers()
     try:
         run.result.assert_outcomes(passed=2, warnings=1)
         run.result.stdout.fnmatch_lines(
@@ -110,29 +116,33 @@ def test_volume_held_by_a_foreign_container_is_reported_not_forced(inner):
                 "(created); remove those containers at the end of the test",
             ]
         )
-        left = run.leftovers()
         assert len(left) == 1
         assert left[0].startswith("volume ")
         foreign = inner.client.containers.get(left[0].split()[1] + "-user")
         assert foreign.status == "created", (
             "the plugin must not remove a container it did not create"
         )
-    finally:
-        name = left[0].split()[1]
-        inner.client.containers.get(name + "-user").remove(force=True)
-        inner.client.volumes.get(name).remove()
+    finally:  # this test made the foreign container: it cleans up, the plugin must not
+        for item in left:
+            kind, name = item.split(" ", 1)
+            if kind == "volume":
+                for user in inner.client.containers.list(all=True, filters={"volume": name}):
+                    user.remove(force=True)
+                inner.client.volumes.get(name).remove()
 
 
-def test_header_names_engine_version_and_run(inner):
+def test_header_names_engine_version_and_run(inner: InnerPytest) -> None:
     inner.pytester.makepyfile("def test_x(): pass")
     run = inner.run()
     version = inner.client.version()
     run.result.stdout.fnmatch_lines(
-        [f"dockervol: run {run.run_id}, engine * {version['Version']} (API {version['ApiVersion']}) at *"]
+        [
+            f"dockervol: run {run.run_id}, engine * {version['Version']} (API {version['ApiVersion']}) at *"
+        ]
     )
 
 
-def test_failed_test_report_lists_what_the_container_saw(inner):
+def test_failed_test_report_lists_what_the_container_saw(inner: InnerPytest) -> None:
     inner.pytester.makepyfile(
         """
         import os
@@ -162,7 +172,7 @@ def test_failed_test_report_lists_what_the_container_saw(inner):
     assert run.leftovers() == []
 
 
-def test_engine_refusal_is_one_line(inner):
+def test_engine_refusal_is_one_line(inner: InnerPytest) -> None:
     inner.pytester.makepyfile(
         """
         import pytest
