@@ -200,3 +200,39 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float
 def _read_run_id(log: Path) -> str:
     _wait_for(lambda: "dockervol: run " in log.read_text(), 60, "the inner run's header")
     return log.read_text().split("dockervol: run ", 1)[1][:32]
+
+
+GOLDEN = r"""
+import os, pathlib, pytest
+
+COUNT_DIR = pathlib.Path(os.environ["COUNT_DIR"])
+
+def build_golden(volume):
+    (COUNT_DIR / f"built-{os.getpid()}").touch()
+    volume.seed({"db/rows.csv": "1\n2\n"}, uid=999, gid=999, dir_mode=0o700)
+
+@pytest.fixture(scope="session")
+def golden(volume_factory):
+    return volume_factory.shared("golden", seed=build_golden)
+
+@pytest.fixture
+def db(golden):
+    return golden.clone()
+
+@pytest.mark.parametrize("i", range(6))
+def test_each_test_gets_its_own_copy(db, i):
+    assert db.read_text("db/rows.csv") == "1\n2\n"
+    db.seed({f"db/mine-{i}": str(i)}, uid=999, gid=999, dir_mode=0o700)
+    assert db.files() == ["db/mine-%d" % i, "db/rows.csv"]
+"""
+
+
+def test_golden_built_once_per_run_and_cloned_per_test(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COUNT_DIR", str(tmp_path))
+    inner.pytester.makepyfile(test_golden=GOLDEN)
+    run = inner.run("-n", "2")
+    run.result.assert_outcomes(passed=6)
+    assert len(list(tmp_path.glob("built-*"))) == 1
+    assert run.leftovers() == []
