@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import docker.errors
 import requests.exceptions
 
-from ._archive import iter_tar_members
 from ._errors import DockervolError
+from ._tarstream import iter_tar_members
 from ._volumes import DockerVolume, HostVolume, Volume
 
 MAX_ENTRIES = 60

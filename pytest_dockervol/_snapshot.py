@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
-from ._archive import _open_stream
 from ._engine import HELPER_MOUNT_POINT, short_reason
 from ._errors import DockervolUsageError, VolumeCopyError, VolumeInUseError, VolumeRemovedError
 from ._identity import (
@@ -50,6 +49,7 @@ from ._identity import (
     check_user_labels,
     check_volume_name,
 )
+from ._tarstream import open_stream
 from ._volumes import DockerVolume, NamedVolume
 
 if TYPE_CHECKING:
@@ -383,7 +383,7 @@ def _is_empty(volume: DockerVolume) -> bool:
     """True when the volume holds nothing but its root directory."""
     stream, _stat = volume._engine.api.get_archive(volume._helper(), HELPER_MOUNT_POINT)
     try:
-        with _open_stream(stream) as tf:
+        with open_stream(stream) as tf:
             return all(posixpath.normpath(m.name) == _ROOT for m in tf)
     finally:
         close = getattr(stream, "close", None)

@@ -19,9 +19,6 @@ from ._archive import (
     SeedFile,
     build_seed_plan,
     check_relative_path,
-    iter_tar_members,
-    list_files_in_tar,
-    read_file_from_tar,
 )
 from ._engine import HELPER_MOUNT_POINT, Engine, refused_as
 from ._errors import (
@@ -38,6 +35,7 @@ from ._identity import (
     LABEL_RUN,
     RunIdentity,
 )
+from ._tarstream import iter_tar_members, list_files_in_tar, read_file_from_tar
 
 if TYPE_CHECKING:
     from typing_extensions import Self

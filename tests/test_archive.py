@@ -20,10 +20,9 @@ from pytest_dockervol._archive import (
     SeedPlan,
     build_seed_plan,
     check_relative_path,
-    list_files_in_tar,
-    read_file_from_tar,
 )
 from pytest_dockervol._errors import SeedPathError, SeedSourceError, VolumeReadError
+from pytest_dockervol._tarstream import list_files_in_tar, read_file_from_tar
 
 MiB = 1 << 20
 Member = tuple[tarfile.TarInfo, Optional[bytes]]
