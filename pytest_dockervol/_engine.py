@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -152,15 +153,18 @@ class Engine:
                 repository, tag = HELPER_IMAGE.rsplit(":", 1)
                 empty_tar = io.BytesIO()
                 tarfile.open(fileobj=empty_tar, mode="w").close()
-                self.api.import_image_from_data(
+                # Imported unnamed, then tagged: Podman's import ignores `tag` (it names the
+                # image :latest) and reads only the first key=value of a LABEL line.
+                output = self.api.import_image_from_data(
                     empty_tar.getvalue(),
-                    repository=repository,
-                    tag=tag,
                     changes=[
                         'CMD ["/pytest-dockervol-helper-is-never-started"]',
-                        f"LABEL {LABEL_OWNER}={OWNER_VALUE} {LABEL_KIND}=helper-image",
+                        f"LABEL {LABEL_OWNER}={OWNER_VALUE}",
+                        f"LABEL {LABEL_KIND}=helper-image",
                     ],
                 )
+                image_id = json.loads(str(output).strip().splitlines()[-1])["status"]
+                self.api.tag(image_id, repository, tag)
                 log.info("created helper image %s", HELPER_IMAGE)
         self._helper_image_ready = True
         return HELPER_IMAGE
@@ -173,6 +177,17 @@ class Engine:
             image, host_config=host_config, labels=labels, network_disabled=True
         )
         return str(created["Id"])
+
+    def get_archive(self, container: str, path: str) -> Iterator[bytes]:
+        """``GET /containers/{id}/archive`` as a stream of tar chunks. Unlike the SDK's
+        ``get_archive`` it leaves the stat header alone: Podman encodes it as URL-safe
+        base64, which the SDK fails to decode for some non-ASCII names."""
+        api: Any = self.api  # the SDK's own request helpers, which its stubs leave out
+        url = api._url("/containers/{0}/archive", container)
+        response = api._get(url, params={"path": path}, stream=True)
+        api._raise_for_status(response)
+        chunks: Iterator[bytes] = api._stream_raw_result(response, 2 * 1024 * 1024, False)
+        return chunks
 
     def create_container(self, image: str, command: Any, **kwargs: Any) -> Any:
         """Create (never pull) a test container; a missing image is a one-line error."""

@@ -88,19 +88,25 @@ def list_resources(
     api: Any, run_id: str | None = None, worker: str | None = None
 ) -> list[Resource]:
     """Containers first, then volumes, that carry the plugin's owner label (and run/worker)."""
-    wanted = [f"{LABEL_OWNER}={OWNER_VALUE}"]
+    wanted = {LABEL_OWNER: OWNER_VALUE}
     if run_id is not None:
-        wanted.append(f"{LABEL_RUN}={run_id}")
+        wanted[LABEL_RUN] = run_id
     if worker is not None:
-        wanted.append(f"{LABEL_WORKER}={worker}")
+        wanted[LABEL_WORKER] = worker
+    filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
     found = [
         Resource("container", c["Id"], c.get("Labels") or {}, c.get("State", ""))
-        for c in api.containers(all=True, filters={"label": wanted})
+        for c in api.containers(all=True, filters=filters)
     ]
-    volumes = api.volumes(filters={"label": wanted}).get("Volumes") or []
+    volumes = api.volumes(filters=filters).get("Volumes") or []
     found += [Resource("volume", v["Name"], v.get("Labels") or {}) for v in volumes]
-    # The engine filtered by label; check again so nothing unlabelled is ever touched.
-    return [r for r in found if r.labels.get(LABEL_OWNER) == OWNER_VALUE and r.run_id]
+    # The engine filtered by label, but Podman 4 ORs several label filters on volumes:
+    # check every label again so nothing unlabelled, or of another run, is ever touched.
+    return [
+        r
+        for r in found
+        if r.run_id and all(r.labels.get(key) == value for key, value in wanted.items())
+    ]
 
 
 def group_by_run(resources: Iterable[Resource]) -> dict[str, RunSummary]:

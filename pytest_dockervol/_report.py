@@ -17,18 +17,21 @@ from ._volumes import DockerVolume, HostVolume, Volume
 MAX_ENTRIES = 60
 
 
-def _line(path: str, mode: int, uid: int, gid: int, size: int, link: str = "") -> str:
+def _line(path: str, mode: int, uid: int | str, gid: int | str, size: int, link: str = "") -> str:
     target = f" -> {link}" if link else ""
     return f"{stat.filemode(mode)} {uid:>5}:{gid:<5} {size:>10}  {path}{target}"
 
 
 def _entries(volume: Volume) -> Iterator[str]:
     if isinstance(volume, DockerVolume):
+        # Podman's archives give every member the helper's owner (root), not the file's.
+        owners_known = not volume._engine.is_podman
         for path, info in iter_tar_members(volume._get_archive("", ".")):
             kind = {tarfile.DIRTYPE: stat.S_IFDIR, tarfile.SYMTYPE: stat.S_IFLNK}.get(
                 info.type, stat.S_IFREG
             )
-            yield _line(path, kind | info.mode, info.uid, info.gid, info.size, info.linkname)
+            uid, gid = (info.uid, info.gid) if owners_known else ("?", "?")
+            yield _line(path, kind | info.mode, uid, gid, info.size, info.linkname)
     elif isinstance(volume, HostVolume):
         for directory, dirs, files in os.walk(volume.path):
             dirs.sort()

@@ -28,6 +28,7 @@ plugin's own helper still uses the volume.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import posixpath
 import tarfile
 import time
@@ -49,7 +50,7 @@ from ._identity import (
     check_user_labels,
     check_volume_name,
 )
-from ._tarstream import open_stream
+from ._tarstream import open_stream, relative_parts
 from ._volumes import DockerVolume, NamedVolume
 
 if TYPE_CHECKING:
@@ -251,12 +252,17 @@ def restore_volume(target: DockerVolume, snapshot: Snapshot) -> None:
     except docker.errors.NotFound:
         raise VolumeRemovedError(target.name) from None
     labels: dict[str, str] = dict(info.get("Labels") or {})
+    users = api.containers(all=True, filters={"volume": target.name})
+    # Podman labels no anonymous volume: this run's helper anchoring it is the proof, and
+    # the volume made again carries the labels Docker would have given it.
+    anchored = any(_is_own_helper(c, identity) for c in users)
+    if engine.is_podman and target.kind == "anonymous" and not labels and anchored:
+        labels = {**identity.labels("anonymous", target._creator), ANONYMOUS_VOLUME_LABEL: ""}
     if not identity.owns(labels):
         raise DockervolUsageError(
             f"volume {target.name} is not labelled as this run's; "
             "only volumes this test run created can be restored"
         )
-    users = api.containers(all=True, filters={"volume": target.name})
     foreign = [c for c in users if not _is_own_helper(c, identity)]
     if foreign:
         raise VolumeInUseError(target.name, "restore", _describe(foreign), _STOP_FIRST)
@@ -358,16 +364,22 @@ def copy_files(source: DockerVolume, target: DockerVolume) -> None:
     __tracebackhide__ = True
     api = target._engine.api
     try:
-        stream, _stat = api.get_archive(source._helper(), HELPER_MOUNT_POINT)
+        stream = source._engine.get_archive(source._helper(), HELPER_MOUNT_POINT)
     except docker.errors.APIError as exc:
         raise VolumeCopyError(
             source.name, target.name, f"the engine refused to read it ({short_reason(exc)})"
         ) from None
+    first, chunks = _first_name(stream)
+    # Docker names the members after the directory asked for ("v", "v/x"): extracted at
+    # "/", "v" is the volume root. Podman 4 names them "" and "/x", below the mount point:
+    # extracted there (extracting at "/" would write beside the volume, not into it).
+    below_mount_point = first is not None and (first == "" or first.startswith("/"))
+    dest, root = (HELPER_MOUNT_POINT, "") if below_mount_point else ("/", _ROOT)
     try:
         api.put_archive(
             target._helper(),
-            "/",
-            checked_archive(stream, root=_ROOT, source=source.name, target=target.name),
+            dest,
+            checked_archive(chunks, root=root, source=source.name, target=target.name),
         )
     except docker.errors.APIError as exc:
         raise VolumeCopyError(
@@ -379,12 +391,29 @@ def copy_files(source: DockerVolume, target: DockerVolume) -> None:
             close()
 
 
+def _first_name(stream: Iterable[bytes]) -> tuple[str | None, Iterator[bytes]]:
+    """The name of the stream's first member (the volume root), and the stream again."""
+    chunks = iter(stream)
+    seen: list[bytes] = []
+
+    def recording() -> Iterator[bytes]:
+        for chunk in chunks:
+            seen.append(chunk)
+            yield chunk
+
+    try:
+        first = open_stream(recording()).next()
+    except tarfile.TarError:
+        first = None  # checked_archive says what is wrong with the stream
+    return (first.name if first is not None else None), itertools.chain(seen, chunks)
+
+
 def _is_empty(volume: DockerVolume) -> bool:
     """True when the volume holds nothing but its root directory."""
-    stream, _stat = volume._engine.api.get_archive(volume._helper(), HELPER_MOUNT_POINT)
+    stream = volume._engine.get_archive(volume._helper(), HELPER_MOUNT_POINT)
     try:
         with open_stream(stream) as tf:
-            return all(posixpath.normpath(m.name) == _ROOT for m in tf)
+            return all(not relative_parts(m.name, 1) for m in tf)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
@@ -396,7 +425,13 @@ def _padded(size: int) -> int:
 
 
 def _inside(name: str, root: str) -> bool:
-    if not name or name.startswith("/") or ".." in name.split("/"):
+    """Whether extracting ``name`` stays in the volume: at ``/`` for a root of ``v``, or at
+    the mount point itself for a root of ``""`` (Podman's ``""`` and ``/x`` names)."""
+    if ".." in name.split("/"):
+        return False
+    if not root:
+        return True
+    if not name or name.startswith("/"):
         return False
     norm = posixpath.normpath(name)
     return norm == root or norm.startswith(root + "/")

@@ -47,13 +47,32 @@ def open_stream(chunks: Iterable[bytes]) -> tarfile.TarFile:
     return tarfile.open(fileobj=reader, mode="r|", tarinfo=_StrictTarInfo)
 
 
-def read_file_from_tar(chunks: Iterable[bytes], member: str, *, volume: str) -> bytes:
-    """Return the content of `member` from a `get_archive` stream, parsed incrementally."""
+def relative_parts(name: str, strip_components: int) -> list[str]:
+    """A member's path below the directory the archive was made of. Docker names members
+    after that directory (``v/x``, stripped here); Podman 4 names those of a mount point
+    ``/x`` and the mount point itself ``""``, which are relative to it already."""
+    parts = [p for p in name.split("/") if p and p != "."]
+    if not name or name.startswith("/"):
+        return parts
+    return parts[strip_components:]
+
+
+def read_file_from_tar(
+    chunks: Iterable[bytes], member: str, *, volume: str, within: str | None = None
+) -> bytes:
+    """Return the content of `member` from a `get_archive` stream, parsed incrementally.
+
+    The stream is of the file itself, or, with `within` (the file's path below it), of a
+    directory above it.
+    """
     want = posixpath.basename(member.rstrip("/"))
     try:
         with open_stream(chunks) as tf:
             for m in tf:
-                if posixpath.normpath(m.name) != want:
+                if within is not None:
+                    if "/".join(relative_parts(m.name, 1)) != within:
+                        continue
+                elif posixpath.normpath(m.name) != want:
                     continue
                 content = tf.extractfile(m) if m.isreg() else None
                 if content is not None:
@@ -79,9 +98,9 @@ def list_files_in_tar(chunks: Iterable[bytes], *, strip_components: int = 1) -> 
     files: list[str] = []
     with open_stream(chunks) as tf:
         for m in tf:
-            parts = [p for p in m.name.split("/") if p and p != "."]
-            if (m.isreg() or m.islnk()) and len(parts) > strip_components:
-                files.append("/".join(parts[strip_components:]))
+            parts = relative_parts(m.name, strip_components)
+            if (m.isreg() or m.islnk()) and parts:
+                files.append("/".join(parts))
     return sorted(files)
 
 
@@ -92,6 +111,6 @@ def iter_tar_members(
     (content is skipped, never held); the stripped top directory itself is left out."""
     with open_stream(chunks) as tf:
         for m in tf:
-            parts = [p for p in m.name.split("/") if p and p != "."]
-            if len(parts) > strip_components:
-                yield "/".join(parts[strip_components:]), m
+            parts = relative_parts(m.name, strip_components)
+            if parts:
+                yield "/".join(parts), m

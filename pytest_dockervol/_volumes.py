@@ -6,6 +6,7 @@ import abc
 import contextlib
 import io
 import os
+import re
 import shutil
 import tarfile
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from ._engine import HELPER_MOUNT_POINT, Engine, refused_as
 from ._errors import (
     CleanupError,
     DockervolUsageError,
+    EngineRefusedError,
     VolumeExistsError,
     VolumeReadError,
     VolumeRemovedError,
@@ -32,6 +34,7 @@ from ._identity import (
     ANONYMOUS_VOLUME_LABEL,
     LABEL_CREATOR,
     LABEL_NONCE,
+    LABEL_PREFIX,
     LABEL_RUN,
     RunIdentity,
 )
@@ -45,6 +48,15 @@ if TYPE_CHECKING:
 SeedMapping = Mapping[str, Union[str, bytes, SeedFile, "os.PathLike[str]"]]
 #: What ``seed()`` accepts: a mapping, a host directory or archive, or a callable.
 SeedSource = Union[SeedMapping, str, "os.PathLike[str]", Callable[["Volume"], object]]
+#: Podman takes an archive path as a glob pattern (and finds no "a*b" even escaped).
+_GLOB_CHARS = re.compile(r"[*?\[\\]")
+
+
+def _mounted_by_podman(engine: Engine, name: str) -> bool:
+    """Whether Podman mounts the volume (a driver, or local options naming a file system)."""
+    info = engine.api.inspect_volume(name)
+    options = info.get("Options") or {}
+    return info.get("Driver", "local") != "local" or bool({"type", "device"} & set(options))
 
 
 def _check_target(target: str) -> str:
@@ -169,6 +181,14 @@ class DockerVolume(Volume):
 
     def _helper(self) -> str:
         if self._helper_id is None:
+            if self._engine.is_podman and _mounted_by_podman(self._engine, self.name):
+                # Podman mounts such a volume only for a running container: the archive API
+                # of a never-started helper would read and write the directory beneath it.
+                raise DockervolUsageError(
+                    f"volume {self.name} has a driver or mount options (type, device), which "
+                    "Podman mounts only for a running container: its archive API cannot seed "
+                    "or read it; seed it from a container you run, or drop driver_opts"
+                )
             mount = Mount(HELPER_MOUNT_POINT, self.name, type="volume", no_copy=True)
             self._helper_id = self._engine.create_helper(
                 mount, self._identity.labels("helper", self._creator)
@@ -185,7 +205,7 @@ class DockerVolume(Volume):
         __tracebackhide__ = True
         self._check_alive()
         try:
-            stream, _stat = self._engine.api.get_archive(
+            stream = self._engine.get_archive(
                 self._helper(), f"{HELPER_MOUNT_POINT}/{inner}".rstrip("/")
             )
         except docker.errors.NotFound:
@@ -195,6 +215,13 @@ class DockerVolume(Volume):
     def read_bytes(self, path: str) -> bytes:
         __tracebackhide__ = True
         inner = check_relative_path(path)
+        if self._engine.is_podman and _GLOB_CHARS.search(inner):
+            # Read the nearest directory above whose path is no pattern, and pick the file.
+            parts = inner.split("/")
+            cut = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
+            stream = self._get_archive("/".join(parts[:cut]), path)
+            within = "/".join(parts[cut:])
+            return read_file_from_tar(stream, inner, volume=self.name, within=within)
         return read_file_from_tar(self._get_archive(inner, path), inner, volume=self.name)
 
     def files(self) -> list[str]:
@@ -341,6 +368,14 @@ class AnonymousVolume(DockerVolume):
         driver: str | None,
         driver_opts: dict[str, str] | None,
     ) -> AnonymousVolume:
+        user_labels = [key for key in labels if not key.startswith(LABEL_PREFIX)]
+        if engine.is_podman and (driver or driver_opts or user_labels):
+            raise EngineRefusedError(
+                "create an anonymous volume",
+                "Podman's Docker API ignores the driver, driver_opts and labels of anonymous "
+                "volumes",
+                "use volume_factory.named() for a volume that needs them",
+            )
         driver_config = (
             DriverConfig(driver or "local", driver_opts) if driver or driver_opts else None
         )

@@ -41,11 +41,22 @@ def image(docker_client: docker.DockerClient) -> str:
     return IMAGE
 
 
+def is_podman(client: docker.DockerClient) -> bool:
+    """Podman's Docker API: anonymous volumes carry no labels, archives no owners."""
+    components = client.version().get("Components") or []
+    return any("podman" in str(c.get("Name", "")).lower() for c in components)
+
+
 def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
     """Volumes and containers still labelled with an inner run's id."""
     label: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN}={run_id}"}
     found = [f"volume {v.name}" for v in client.volumes.list(filters=label)]
-    found += [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
+    # The low-level list: containers.list() inspects each one, which fails for a container
+    # removed meanwhile (Podman answers 500, not 404, while the watchdog reaps).
+    found += [
+        f"container {c['Names'][0].lstrip('/') if c.get('Names') else c['Id'][:12]}"
+        for c in client.api.containers(all=True, filters=label)
+    ]
     return found
 
 

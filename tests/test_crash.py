@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from conftest import INNER_RUN_IDS, InnerPytest, leftovers
+from conftest import INNER_RUN_IDS, InnerPytest, is_podman, leftovers
 from test_parallel import _read_run_id, _wait_for
 
 HOLD = r"""
@@ -51,8 +51,9 @@ def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(
         INNER_RUN_IDS.append(run_id)
         _wait_for(lambda: len(list(ready.iterdir())) == 2, 120, "both workers to hold volumes")
         before = leftovers(docker_client, run_id)
-        # 2 workers x (named, anonymous, 2 helpers, container) + 1 shared volume (+ helpers)
-        assert len(before) >= 10, before
+        # 2 workers x (named, anonymous, 2 helpers, container) + 1 shared volume (+ helpers);
+        # Podman labels no anonymous volume: those go with their labelled anchors.
+        assert len(before) >= (8 if is_podman(docker_client) else 10), before
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -37,10 +37,10 @@ def private_client(private_engine: PrivateEngine) -> Iterator[docker.DockerClien
 def _restore_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests here point DOCKER_HOST (inherited by inner runs) at the private engine."""
     for name in ("DOCKER_HOST", "ENGINE_PID"):
-        if name in os.environ:
-            monkeypatch.setenv(name, os.environ[name])
-        else:
-            monkeypatch.delenv(name, raising=False)
+        original = os.environ.get(name)
+        monkeypatch.setenv(name, original or "")  # records what to restore, unset included
+        if original is None:
+            monkeypatch.delenv(name)
 
 
 def _run(pytester: pytest.Pytester, host: str, *args: str) -> tuple[pytest.RunResult, str]:

@@ -23,6 +23,12 @@ from pytest_dockervol._errors import VolumeCopyError, VolumeInUseError
 
 IMAGE = os.environ["DOCKERVOL_IMAGE"]
 MiB = 1 << 20
+# Podman's archive API gives every member the reading helper's owner (root) and rounds
+# mtimes to the second: its copies keep contents, modes, links and layout, not owners.
+IS_PODMAN = any(
+    "podman" in str(c.get("Name", "")).lower()
+    for c in docker.from_env().version().get("Components") or []
+)
 
 # Containers use network_mode="none": they need no network, and nothing depends on docker0.
 
@@ -75,6 +81,23 @@ def manifest(run_container, volume):
     return sh(run_container, volume, MANIFEST).splitlines()
 
 
+def comparable(lines):
+    # A manifest as a copy must match it: on Podman without owners and mtimes.
+    if not IS_PODMAN:
+        return lines
+    masked = []
+    for line in lines:
+        f = line.split(" ")
+        hidden = {"link": [2], "dir": [3, 4], "file": [3, 5]}.get(f[1], [])
+        masked.append(" ".join("?" if i in hidden else x for i, x in enumerate(f)))
+    return masked
+
+
+def owner(expected):
+    # The owner a copy's file has: on Podman always the helper's (root).
+    return "0:0" if IS_PODMAN else expected
+
+
 def labels_of(client, volume):
     return client.volumes.get(volume.name).attrs["Labels"]
 
@@ -95,11 +118,11 @@ def test_clone_keeps_files_owners_modes_links(named_volume, run_container):
     clone = tree.clone()
     assert clone.name != tree.name
     after = manifest(run_container, clone)
-    assert after == before
+    assert comparable(after) == comparable(before)
     lines = {line.split(" ", 1)[0]: line for line in after}
-    assert lines["."].startswith(". dir 700 999:999 ")          # the volume root itself
-    assert lines["./private"].startswith("./private dir 700 999:999 ")
-    assert lines["./private/key"].startswith("./private/key file 600 999:998 7 ")
+    assert lines["."].startswith(f". dir 700 {owner('999:999')} ")  # the volume root itself
+    assert lines["./private"].startswith(f"./private dir 700 {owner('999:999')} ")
+    assert lines["./private/key"].startswith(f"./private/key file 600 {owner('999:998')} 7 ")
     assert " 2 " in lines["./private/key"] and " 2 " in lines["./hard-link"]  # still one inode
     assert lines["./big.bin"].startswith(f"./big.bin file 4755 0:0 {100 * MiB} ")
     assert lines["./setgid"].startswith("./setgid dir 2775 0:0 ")
@@ -181,14 +204,14 @@ def test_snapshot_restore_resets_added_changed_deleted(tree, run_container, dock
     ''', read_only=False)
     assert manifest(run_container, tree) != before
     assert tree.restore(snap) is tree
-    assert manifest(run_container, tree) == before
+    assert comparable(manifest(run_container, tree)) == comparable(before)
     labels_after = labels_of(dockervol_client, tree)
     nonce = "pytest-dockervol.nonce"
     assert {k: v for k, v in labels_after.items() if k != nonce} == {k: v for k, v in labels_before.items() if k != nonce}
     # A snapshot can be restored again and again, also through the snapshot itself.
     sh(run_container, tree, "rm -rf /m/* && echo gone > /m/gone", read_only=False)
     snap.restore()
-    assert manifest(run_container, tree) == before
+    assert comparable(manifest(run_container, tree)) == comparable(before)
     assert tree.read_text("private/key") == "secret\n"
 
 
@@ -201,12 +224,21 @@ def test_restore_anonymous_volume_keeps_name_and_labels(anonymous_volume, docker
     assert anonymous_volume.files() == ["keep"]
     after = labels_of(dockervol_client, anonymous_volume)
     assert after.pop("pytest-dockervol.nonce")  # the proof that the new volume is ours
-    assert after == labels
+    if IS_PODMAN:  # unlabelled before (its anchor was the proof): made again with the labels
+        assert labels == {}
+        assert after["pytest-dockervol.kind"] == "anonymous"
+        assert "com.docker.volume.anonymous" in after
+    else:
+        assert after == labels
 
 
 def test_restore_refuses_a_driver_that_keeps_data(volume_factory, tmp_path):
     (tmp_path / "bind").mkdir()
     bound = volume_factory.named(driver_opts={"type": "none", "o": "bind", "device": str(tmp_path / "bind")})
+    if IS_PODMAN:  # its archive API would write beside the unmounted volume: refused
+        with pytest.raises(DockervolUsageError, match="Podman mounts only for a running container"):
+            bound.seed({"a": "1"})
+        return
     bound.seed({"a": "1"})
     snap = bound.snapshot()
     bound.seed({"b": "2"})
