@@ -40,7 +40,10 @@ SEED_KEYS = {"1 file": "s1", "100 x 1 KiB": "s100", "1000 x 1 KiB": "s1000", "1 
 
 
 def reader_command(count: int) -> list[str]:
-    """The busybox command of the whole-test workload: count the files, then read them all."""
+    """The busybox command of the whole-test workload: count the files, then read them all.
+
+    Every variant runs it with no network (``network_mode="none"``): the reader needs none,
+    and a bridge endpoint would only add noise (and fails when docker0 is missing)."""
     return [
         "sh",
         "-c",
@@ -87,6 +90,28 @@ def plain_tar(seed: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+# -- our factory, used directly (no pytest) --------------------------------------------------
+
+
+def make_factory(creator: str) -> Any:
+    """A VolumeFactory as the plugin builds one, names prefixed ``bench``.
+
+    Connecting normally also reaps *other* runs that died (a startup sweep). A benchmark
+    has no business sweeping a shared engine, and the sweep runs once per process outside
+    every timed region anyway, so it is skipped here; all else is the plugin's own code.
+    """
+    from pytest_dockervol._factory import VolumeFactory
+    from pytest_dockervol._identity import RunIdentity
+    from pytest_dockervol._options import Settings
+
+    factory = VolumeFactory(Settings(name_prefix="bench"), RunIdentity.new("bench"), _ispytest=True)
+    if hasattr(factory, "_after_connect"):
+        enable = getattr(factory, "_enable_copies", None)
+        factory._after_connect = lambda engine: enable() if enable else None
+    factory.current_creator = creator
+    return factory
+
+
 # -- the floor -----------------------------------------------------------------------------
 
 
@@ -117,7 +142,9 @@ def floor_read(api: Any, labels: dict[str, str], name: str, count: int) -> None:
     cid = api.create_container(
         BUSYBOX,
         reader_command(count),
-        host_config=api.create_host_config(mounts=[Mount("/data", name, read_only=True)]),
+        host_config=api.create_host_config(
+            mounts=[Mount("/data", name, read_only=True)], network_mode="none"
+        ),
         labels=labels,
     )["Id"]
     try:
@@ -133,6 +160,32 @@ def floor_whole_test(api: Any, labels: dict[str, str], tar: bytes, count: int) -
     name = floor_seed(api, labels, tar)
     try:
         floor_read(api, labels, name, count)
+    finally:
+        api.remove_volume(name)
+
+
+def floor_seed_and_read(api: Any, labels: dict[str, str], tar: bytes, member: str) -> bytes:
+    """Throughput floor: seed through a helper, read one file back with get_archive, remove."""
+    from docker.types import Mount
+
+    name = new_name("floor")
+    api.create_volume(name, labels=labels)
+    try:
+        helper = api.create_container(
+            EMPTY,
+            host_config=api.create_host_config(mounts=[Mount("/v", name)]),
+            labels=labels,
+            network_disabled=True,
+        )["Id"]
+        try:
+            api.put_archive(helper, "/v", tar)
+            stream, _ = api.get_archive(helper, f"/v/{member}")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r") as tf:
+                extracted = tf.extractfile(tf.getmembers()[0])
+                assert extracted is not None
+                return extracted.read()
+        finally:
+            api.remove_container(helper, force=True)
     finally:
         api.remove_volume(name)
 
@@ -157,7 +210,8 @@ def cli_whole_test(run_id: str, tar: bytes, count: int) -> None:
             docker("cp", "-", f"{helper}:/v", stdin=tar)
         finally:
             docker("rm", "-f", helper)
-        docker("run", "--rm", "--label", label, "-v", f"{name}:/data:ro", BUSYBOX,
+        docker("run", "--rm", "--label", label, "--network", "none", "-v", f"{name}:/data:ro",
+               BUSYBOX,
                *reader_command(count))
     finally:
         docker("volume", "rm", name)
@@ -215,9 +269,72 @@ def sweep(client: Any, run_id: str, dockervol_run_ids: list[str] = ()) -> list[s
             left.append(f"volume {v.name}")
             try:
                 v.remove(force=True)
-            except Exception as exc:  # noqa: BLE001 - report and go on
+            except Exception as exc:
                 left.append(f"  (could not remove {v.name}: {exc})")
     return left
+
+
+# -- CPU accounting (read-only looks at /proc) ------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _engine_pids() -> dict[str, list[int]]:
+    """The dockerd serving the default socket (its pidfile) and the containerd it manages.
+
+    Other engines may run on the same host (a test suite's private dockerd): they are not
+    counted as "dockerd" but land in "others". Without the pidfile (another DOCKER_HOST),
+    every dockerd/containerd process is counted."""
+    procs: dict[int, tuple[str, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            procs[int(entry)] = (comm, int(stat.rsplit(")", 1)[1].split()[1]))
+    main = None
+    if os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") in (
+        "unix:///var/run/docker.sock", "unix://var/run/docker.sock"
+    ):
+        try:
+            main = int(Path("/var/run/docker.pid").read_text().strip())
+        except (OSError, ValueError):
+            main = None
+    if main is not None and procs.get(main, ("",))[0] == "dockerd":
+        containerd = [p for p, (c, ppid) in procs.items() if c == "containerd" and ppid == main]
+        return {"dockerd": [main], "containerd": containerd}
+    return {name: [p for p, (c, _) in procs.items() if c == name]
+            for name in ("dockerd", "containerd")}
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far: our reaped children (inner pytest + xdist workers), dockerd and
+    containerd (their own + reaped children, e.g. dockerd's re-exec'd untar), whole machine."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    snap = {"client": ru.ru_utime + ru.ru_stime, "wall": time.perf_counter()}
+    for name, pids in _engine_pids().items():
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(f) for f in fields[11:15]) / _TICK  # utime stime cutime cstime
+        snap[name] = total
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    snap["machine_busy"] = (sum(cpu) - cpu[3] - cpu[4]) / _TICK  # minus idle and iowait
+    return snap
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Average busy cores over the interval, per consumer."""
+    wall = after["wall"] - before["wall"]
+    return {k: (after[k] - before[k]) / wall for k in before if k != "wall"} | {"wall": wall}
 
 
 # -- stats and output ----------------------------------------------------------------------
