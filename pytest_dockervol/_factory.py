@@ -22,7 +22,15 @@ from ._errors import CleanupError, DockervolError, HostPathError, RemoteEngineEr
 from ._identity import LABEL_NONCE, RunIdentity, check_user_labels, check_volume_name
 from ._reaper import ReapResult, reap_dead_runs
 from ._shared import SharedVolume, shared_volume
-from ._volumes import AnonymousVolume, HostVolume, NamedVolume, SeedSource, Volume
+from ._volumes import (
+    AnonymousVolume,
+    HostVolume,
+    NamedVolume,
+    PreparedSeed,
+    SeedSource,
+    Volume,
+    seed_prepared,
+)
 
 if TYPE_CHECKING:
     from ._options import Settings
@@ -79,8 +87,8 @@ class VolumeFactory:
         self.kept: list[str] = []
         self.problems: list[str] = []
         self.reaped: dict[str, ReapResult] = {}
-        #: Set by the plugin: starts the watchdog when the run first touches the engine.
-        self.on_first_connect: Callable[[], None] | None = None
+        #: Set by the plugin: starts the watchdog before the run creates its first resource.
+        self.on_first_create: Callable[[], None] | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config, settings: Settings) -> VolumeFactory:
@@ -118,8 +126,6 @@ class VolumeFactory:
             )
         except CLEANUP_ERRORS as exc:
             log.warning("pytest-dockervol: could not reap earlier runs: %s", exc)
-        if self.on_first_connect is not None:
-            self.on_first_connect()
 
     def reaped_summary(self) -> list[str]:
         """One line per earlier run this process reaped at startup."""
@@ -153,7 +159,7 @@ class VolumeFactory:
         if name is not None:
             check_volume_name(name)
         user_labels = check_user_labels(labels)
-        self._prevalidate(seed)
+        prepared = self._prevalidate(seed)
         volume = self._create_named_volume(
             name or self._next_name(),
             kind="named",
@@ -162,7 +168,7 @@ class VolumeFactory:
             driver_opts=driver_opts,
             volume_cls=NamedVolume,
         )
-        return self._adopt(volume, seed)
+        return self._adopt(volume, prepared)
 
     def _create_named_volume(
         self,
@@ -175,7 +181,7 @@ class VolumeFactory:
         driver_opts: dict[str, str] | None = None,
     ) -> NV:
         """Create (not register) a named volume labelled as this run's."""
-        engine = self.engine
+        engine = self.creating_engine
         nonce = uuid.uuid4().hex
         all_labels = {
             **labels,
@@ -236,22 +242,22 @@ class VolumeFactory:
         """A new anonymous volume (Docker picks its 64-hex name)."""
         __tracebackhide__ = True
         user_labels = check_user_labels(labels)
-        self._prevalidate(seed)
+        prepared = self._prevalidate(seed)
         volume = AnonymousVolume.create(
-            self.engine,
+            self.creating_engine,
             self.identity,
             creator=self.current_creator,
             labels={**user_labels, **self.identity.labels("anonymous", self.current_creator)},
             driver=driver,
             driver_opts=driver_opts,
         )
-        return self._adopt(volume, seed)
+        return self._adopt(volume, prepared)
 
     def host(self, path: str | Path | None = None, *, seed: SeedSource | None = None) -> HostVolume:
         """A host directory to bind: a fresh one under the session's temporary directory, or
         ``path``, an existing directory that cleanup never modifies or deletes."""
         __tracebackhide__ = True
-        self._prevalidate(seed)
+        prepared = self._prevalidate(seed)
         self._check_host_volumes_possible()
         if path is not None:
             existing = Path(path)
@@ -259,11 +265,11 @@ class VolumeFactory:
                 raise HostPathError(str(existing), "does not exist")
             if not existing.is_dir():
                 raise HostPathError(str(existing), "is not a directory")
-            return self._adopt(HostVolume(existing.resolve(), owned=False), seed)
+            return self._adopt(HostVolume(existing.resolve(), owned=False), prepared)
         if self._tmp_path_factory is None:
             raise RuntimeError("volume_factory.host() needs the volume_factory fixture")
         directory = self._tmp_path_factory.mktemp("dockervol-host", numbered=True)
-        return self._adopt(self._host_volume(directory), seed)
+        return self._adopt(self._host_volume(directory), prepared)
 
     def _check_host_volumes_possible(self) -> None:
         """Refuse host volumes on a remote engine; without any engine they are plain dirs."""
@@ -294,7 +300,7 @@ class VolumeFactory:
         """Start a container removed (with its anonymous volumes) when the session ends."""
         __tracebackhide__ = True
         return start_container(
-            self.engine,
+            self.creating_engine,
             self.identity,
             self.current_creator,
             self._register,
@@ -310,22 +316,35 @@ class VolumeFactory:
         return self.identity.volume_name(self.current_creator.rpartition("::")[2], self._serial)
 
     @staticmethod
-    def _prevalidate(seed: SeedSource | None) -> None:
-        """Refuse a bad seed before anything is created (a plan has no side effects)."""
+    def _prevalidate(seed: SeedSource | None) -> PreparedSeed:
+        """Refuse a bad seed before anything is created (a plan has no side effects), and
+        keep the plan: a directory is walked and an archive read once, not twice."""
         __tracebackhide__ = True
-        if seed is not None and not callable(seed):
-            build_seed_plan(seed)
+        if seed is None or callable(seed):
+            return seed
+        return build_seed_plan(seed)
+
+    @property
+    def creating_engine(self) -> Engine:
+        """The engine, for a call about to create something: the watchdog guards the run
+        from before its first resource exists (a kill right after a create leaks nothing)."""
+        __tracebackhide__ = True
+        engine = self.engine
+        if self.on_first_create is not None:
+            start_watchdog, self.on_first_create = self.on_first_create, None
+            start_watchdog()
+        return engine
 
     def _register(self, resource: _Removable) -> None:
         self._stack.callback(self.finalize, resource)
 
-    def _adopt(self, volume: V, seed: SeedSource | None) -> V:
+    def _adopt(self, volume: V, seed: PreparedSeed) -> V:
         """Register removal right after creation, before seeding: a failed seed leaks nothing."""
         __tracebackhide__ = True
         self._register(volume)
         if seed is not None:
             try:
-                volume.seed(seed)
+                seed_prepared(volume, seed)
             except BaseException:
                 self.finalize(volume)
                 raise

@@ -20,7 +20,7 @@ from filelock import FileLock
 from ._errors import DockervolUsageError, SharedSeedError
 from ._identity import LABEL_SHARED_KEY, check_volume_name, slugify
 from ._lease import state_dir
-from ._volumes import NamedVolume
+from ._volumes import NamedVolume, seed_prepared
 
 if TYPE_CHECKING:
     from ._factory import VolumeFactory
@@ -113,13 +113,11 @@ def _create_and_seed(
     worker = factory.identity.worker
     volume: SharedVolume | None = None
     try:
-        if seed is not None:
-            factory._prevalidate(seed)
+        prepared = factory._prevalidate(seed)
         volume = factory._create_named_volume(
             name, kind="shared", labels={LABEL_SHARED_KEY: digest}, volume_cls=SharedVolume
         )
-        if seed is not None:
-            volume.seed(seed)
+        seed_prepared(volume, prepared)
         volume.release_helper()
     except BaseException as exc:
         if volume is not None:

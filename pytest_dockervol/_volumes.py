@@ -18,6 +18,7 @@ from docker.types import DriverConfig, Mount
 
 from ._archive import (
     SeedFile,
+    SeedPlan,
     build_seed_plan,
     check_relative_path,
 )
@@ -48,6 +49,20 @@ if TYPE_CHECKING:
 SeedMapping = Mapping[str, Union[str, bytes, SeedFile, "os.PathLike[str]"]]
 #: What ``seed()`` accepts: a mapping, a host directory or archive, or a callable.
 SeedSource = Union[SeedMapping, str, "os.PathLike[str]", Callable[["Volume"], object]]
+#: A seed validated before anything is created: a plan, or a callable run afterwards.
+PreparedSeed = Union[SeedPlan, Callable[["Volume"], object], None]
+
+
+def seed_prepared(volume: Volume, prepared: PreparedSeed) -> None:
+    """Seed ``volume`` from what ``VolumeFactory._prevalidate`` made of a seed source."""
+    __tracebackhide__ = True
+    if isinstance(prepared, SeedPlan):
+        volume._check_alive()
+        volume._write_plan(prepared)
+    elif prepared is not None:
+        volume.seed(prepared)
+
+
 #: Podman takes an archive path as a glob pattern (and finds no "a*b" even escaped).
 _GLOB_CHARS = re.compile(r"[*?\[\\]")
 
@@ -171,10 +186,16 @@ class DockerVolume(Volume):
 
     @classmethod
     def _check_created(
-        cls, engine: Engine, name: str, nonce: str, run_id: str | None = None
+        cls,
+        engine: Engine,
+        name: str,
+        nonce: str,
+        run_id: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         """Docker answers a create of an existing name with the old volume: the nonce tells."""
-        labels = engine.api.inspect_volume(name).get("Labels") or {}
+        if labels is None:
+            labels = engine.api.inspect_volume(name).get("Labels") or {}
         if labels.get(LABEL_NONCE) != nonce:
             same_run = run_id is not None and labels.get(LABEL_RUN) == run_id
             raise VolumeExistsError(name, labels.get(LABEL_CREATOR, "?") if same_run else None)
@@ -250,14 +271,10 @@ class DockerVolume(Volume):
         if self._removed:
             return
         api = self._engine.api
-        own = api.containers(
-            all=True,
-            filters={"volume": self.name, "label": f"{LABEL_RUN}={self._identity.run_id}"},
-        )
-        for container in own:
+        if self._helper_id is not None:  # ours by construction: no need to look it up
             with contextlib.suppress(docker.errors.NotFound):
-                api.remove_container(container["Id"], force=True, v=True)
-        self._helper_id = None
+                api.remove_container(self._helper_id, force=True, v=True)
+            self._helper_id = None
         try:
             labels = api.inspect_volume(self.name).get("Labels") or {}
         except docker.errors.NotFound:
@@ -267,12 +284,31 @@ class DockerVolume(Volume):
             self._removed = True
             raise CleanupError("volume", self.name, "it is no longer labelled as this run's")
         try:
-            api.remove_volume(self.name)
+            self._remove_volume_and_our_users(api)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             raise CleanupError("volume", self.name, self._why_not_removed(exc)) from None
         self._removed = True
+
+    def _remove_volume_and_our_users(self, api: Any) -> None:
+        """Remove the volume; if it is in use (409), remove this run's containers that use
+        it (other workers' helpers, test containers whose teardown comes later) and retry.
+        The common case costs one request; the listing only happens when needed."""
+        try:
+            api.remove_volume(self.name)
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+        own = api.containers(
+            all=True,
+            filters={"volume": self.name, "label": f"{LABEL_RUN}={self._identity.run_id}"},
+        )
+        for container in own:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True, v=True)
+        api.remove_volume(self.name)
 
     def _why_not_removed(self, exc: docker.errors.APIError) -> str:
         users = self._engine.api.containers(all=True, filters={"volume": self.name})
@@ -341,10 +377,12 @@ class NamedVolume(DockerVolume):
         driver_opts: dict[str, str] | None,
     ) -> Self:
         with refused_as(f"create volume {name}", "check the driver and driver_opts"):
-            engine.api.create_volume(
+            created = engine.api.create_volume(
                 name, driver=driver or "local", driver_opts=driver_opts or {}, labels=labels
             )
-        cls._check_created(engine, name, nonce, identity.run_id)
+        # Docker answers a create of an existing name with the existing volume's labels.
+        answered = created.get("Labels") if isinstance(created, dict) else None
+        cls._check_created(engine, name, nonce, identity.run_id, answered)
         return cls(engine, identity, name, creator, helper_id=None)
 
 

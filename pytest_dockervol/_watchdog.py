@@ -19,6 +19,15 @@ from ._lease import forget_run_state, state_dir
 
 DONE = b"done"
 log = logging.getLogger("pytest_dockervol.watchdog")
+#: The watchdog waits in a bare interpreter: the package (docker, pytest) is imported only
+#: when there is something to reap, so a clean run's stand-down costs a few milliseconds.
+_LAUNCHER = (
+    "import sys\n"
+    "if sys.stdin.buffer.read() == b'done':\n"
+    "    sys.exit(0)\n"
+    "from pytest_dockervol._watchdog import reap\n"
+    "sys.exit(reap(sys.argv[1]))\n"
+)
 
 
 class Watchdog:
@@ -30,7 +39,7 @@ class Watchdog:
         self.log_path = log_dir / f"{run_id}.log"
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_dockervol._watchdog", run_id],
+                [sys.executable, "-c", _LAUNCHER, run_id],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
@@ -55,12 +64,17 @@ class Watchdog:
 
 
 def main(argv: list[str]) -> int:
-    run_id = argv[0]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
+    """``python -m pytest_dockervol._watchdog RUN_ID``: wait on stdin, reap unless told done."""
     message = sys.stdin.buffer.read()  # returns at EOF: the run ended, one way or another
     if message == DONE:
         return 0
-    import docker  # only now: a clean run never pays for it
+    return reap(argv[0])
+
+
+def reap(run_id: str) -> int:
+    """The run died: remove everything labelled with it."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
+    import docker
 
     from ._reaper import reap_until_quiet
 

@@ -104,7 +104,7 @@ class ContainerRunner:
         __tracebackhide__ = True
         factory = self._factory
         return start_container(
-            factory.engine,
+            factory.creating_engine,
             factory.identity,
             self._creator,
             self._register,

@@ -55,7 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     lease.acquire()
     config.stash[lease_key] = lease
     if not settings.keep:
-        factory.on_first_connect = lambda: _start_watchdog(config)
+        factory.on_first_create = lambda: _start_watchdog(config)
 
 
 def _start_watchdog(config: pytest.Config) -> None:
@@ -69,7 +69,7 @@ def pytest_configure_node(node: Any) -> None:
     factory = node.config.stash[factory_key]
     node.workerinput["dockervol_run_id"] = factory.identity.run_id
     node.workerinput["dockervol_session_pid"] = factory.identity.session_pid
-    if factory.on_first_connect is not None:
+    if factory.on_first_create is not None:
         _start_watchdog(node.config)
 
 
