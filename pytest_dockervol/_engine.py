@@ -100,6 +100,9 @@ class Engine:
         )
         self._helper_image_ready = False
         self._engine_host: str | None = None
+        #: Whether seeds may be written straight into volume directories (see _direct.py):
+        #: None until verified once, then True or False for the engine's lifetime.
+        self.direct_verified: bool | None = None
 
     @property
     def engine_host(self) -> str:

@@ -118,7 +118,9 @@ class VolumeFactory:
         return self._engine
 
     def _after_connect(self, engine: Engine) -> None:
-        """Once per process, before creating anything: reap runs that died, start the watchdog."""
+        """Once per process, before creating anything: reap runs that died."""
+        if not self._settings.direct:
+            engine.direct_verified = False
         self._enable_copies()
         try:
             self.reaped = reap_dead_runs(

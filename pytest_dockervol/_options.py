@@ -12,6 +12,10 @@ _PREFIX = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,19}$")
 KEEP_HELP = "keep the volumes and containers this run creates and list them at the end"
 PREFIX_HELP = "prefix of generated volume names (default: pdv)"
 TIMEOUT_HELP = "seconds to wait for each Docker API call (default: 60)"
+DIRECT_HELP = (
+    "auto: seed a local engine's volumes by writing their directories directly when that is "
+    "provably the same (root, local driver, verified once); never: always use the archive API"
+)
 REAP_HELP = (
     "hours after which resources of a run that may be alive elsewhere (another machine or "
     "pid namespace) count as abandoned and are reaped (default: 24)"
@@ -24,10 +28,12 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--dockervol-prefix", default=None, metavar="PREFIX", help=PREFIX_HELP)
     group.addoption("--dockervol-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
     group.addoption("--dockervol-reap-after", default=None, metavar="HOURS", help=REAP_HELP)
+    group.addoption("--dockervol-direct", default=None, choices=("auto", "never"), help=DIRECT_HELP)
     parser.addini("dockervol_keep", KEEP_HELP, type="bool", default=False)
     parser.addini("dockervol_prefix", PREFIX_HELP, default="pdv")
     parser.addini("dockervol_timeout", TIMEOUT_HELP, default="60")
     parser.addini("dockervol_reap_after", REAP_HELP, default="24")
+    parser.addini("dockervol_direct", DIRECT_HELP, default="auto")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Settings:
     name_prefix: str = "pdv"
     api_timeout: float = 60.0
     reap_after_hours: float = 24.0
+    direct: bool = True
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -53,8 +60,17 @@ class Settings:
         reap_after = _number(
             config, "dockervol_reap_after", "hours", 24 * 365, "--dockervol-reap-after=24"
         )
+        direct = config.getoption("dockervol_direct") or str(config.getini("dockervol_direct"))
+        if direct not in ("auto", "never"):
+            raise pytest.UsageError(
+                f"dockervol_direct {direct!r} is not auto or never: e.g. dockervol_direct = never"
+            )
         return cls(
-            keep=bool(keep), name_prefix=prefix, api_timeout=timeout, reap_after_hours=reap_after
+            keep=bool(keep),
+            name_prefix=prefix,
+            api_timeout=timeout,
+            reap_after_hours=reap_after,
+            direct=direct == "auto",
         )
 
 

@@ -220,6 +220,12 @@ class DockerVolume(Volume):
 
     def _write_plan(self, plan: Any) -> None:
         __tracebackhide__ = True
+        from ._direct import mountpoint
+
+        directory = mountpoint(self)
+        if directory is not None:
+            plan.write_to(directory)
+            return
         self._engine.api.put_archive(self._helper(), HELPER_MOUNT_POINT, plan.tar_chunks())
 
     def _get_archive(self, inner: str, path: str) -> Any:

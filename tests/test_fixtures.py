@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import InnerPytest
+from conftest import InnerPytest, is_podman
 
 INNER = r"""
 import os, re, tarfile, io
@@ -113,3 +113,37 @@ def test_under_xdist_each_worker_names_its_own(
     workers = {m.group(1) for n in names if (m := re.match(r"pdv-\w{8}-(gw\d)-", n))}
     assert workers
     assert workers <= {"gw0", "gw1"}
+
+
+DIRECT = r"""
+import os
+from pytest_dockervol import SeedFile
+
+def test_seed_path(volume_factory, dockervol_client, run_container):
+    volume_factory.named(seed={"warm-up": "1"})  # the first one may probe the engine
+    vol = volume_factory.named(seed={"d/run.sh": SeedFile("echo hi", mode=0o750), "d/e/f": "x"})
+    vol.seed({"owned": "y"}, uid=999, gid=998)
+    helpers = dockervol_client.containers.list(all=True, filters={"volume": vol.name})
+    assert (not helpers) == (os.environ["EXPECT_DIRECT"] == "1")
+    c = run_container(os.environ["DOCKERVOL_IMAGE"], ["sh", "-c",
+        "stat -c '%n %a %u:%g' /v/d /v/d/run.sh /v/d/e /v/d/e/f /v/owned; cat /v/d/e/f"],
+        mounts=[vol.mount("/v", read_only=True)])
+    assert c.wait(timeout=60)["StatusCode"] == 0
+    assert c.logs().decode().splitlines() == [
+        "/v/d 755 0:0", "/v/d/run.sh 750 0:0", "/v/d/e 755 0:0", "/v/d/e/f 644 0:0",
+        "/v/owned 644 999:998", "x"]
+"""
+
+
+@pytest.mark.parametrize("mode", ["auto", "never"])
+def test_direct_seeding_matches_the_archive_api(
+    inner: InnerPytest, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """As root on a local Docker engine, seeds are written straight into the volume's
+    directory (no helper container); the result is the same as through the archive API."""
+    direct = mode == "auto" and os.geteuid() == 0 and not is_podman(inner.client)
+    monkeypatch.setenv("EXPECT_DIRECT", "1" if direct else "0")
+    inner.pytester.makepyfile(test_direct=DIRECT)
+    run = inner.run(f"--dockervol-direct={mode}")
+    run.result.assert_outcomes(passed=1)
+    assert run.leftovers() == []
