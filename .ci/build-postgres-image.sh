@@ -19,7 +19,8 @@
 # Usage: .ci/build-postgres-image.sh [--rebuild]
 #
 # Environment:
-#   DEBIAN_MIRROR  mirror for mmdebstrap (default: http://deb.debian.org/debian)
+#   DEBIAN_MIRROR  mirror for mmdebstrap (default: the first Debian mirror this machine's
+#                  apt sources use)
 #   POSTGRES_TEST_IMAGE  tag to build (default: pytest-dockervol-test/postgres:15)
 #
 # Needs root (mmdebstrap's root mode keeps file ownership without fakeroot)
@@ -30,7 +31,16 @@ IMAGE="${POSTGRES_TEST_IMAGE:-pytest-dockervol-test/postgres:15}"
 ROOTFS_IMAGE="${IMAGE%%:*}-rootfs:${IMAGE##*:}"
 [[ "$IMAGE" == *:* ]] || ROOTFS_IMAGE="${IMAGE}-rootfs:latest"
 readonly LABEL="pytest-dockervol.test-image=1"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The machine's own apt mirror: no host name is written into this project.
+host_mirror() {
+    local uri
+    uri="$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)"
+    if [[ -z "$uri" ]]; then
+        uri="$(grep -hsE '^deb ' /etc/apt/sources.list | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)"
+    fi
+    echo "$uri"
+}
+MIRROR="${DEBIAN_MIRROR:-$(host_mirror)}"
 PG_UID=999
 
 rebuild=0
@@ -68,6 +78,7 @@ workdir="$(mktemp -d "${TMPDIR:-/tmp}/pytest-dockervol-postgres.XXXXXX")"
 trap 'rm -rf -- "$workdir"' EXIT
 
 # --- 1. root file system -------------------------------------------------------
+[[ -n "$MIRROR" ]] || die "no Debian mirror in this machine's apt sources; set DEBIAN_MIRROR"
 log "mmdebstrap bookworm + postgresql-15 from $MIRROR"
 # The essential hook runs before postgresql-common is installed: creating the
 # postgres user first pins its ids to 999, and no default cluster is created
