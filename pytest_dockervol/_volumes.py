@@ -200,7 +200,17 @@ class DockerVolume(Volume):
             same_run = run_id is not None and labels.get(LABEL_RUN) == run_id
             raise VolumeExistsError(name, labels.get(LABEL_CREATOR, "?") if same_run else None)
 
+    #: A local tmpfs volume holds files only while some container has it mounted: the
+    #: engine mounts a fresh, empty tmpfs for each archive call of a never-started helper.
+    _tmpfs = False
+
     def _helper(self) -> str:
+        if self._tmpfs:
+            raise DockervolUsageError(
+                f"volume {self.name} is a tmpfs volume: its files live only while a running "
+                "container mounts it, so it cannot be seeded or read from outside; seed it "
+                "from the container that uses it, or use a volume without type=tmpfs"
+            )
         if self._helper_id is None:
             if self._engine.is_podman and _mounted_by_podman(self._engine, self.name):
                 # Podman mounts such a volume only for a running container: the archive API
@@ -389,7 +399,11 @@ class NamedVolume(DockerVolume):
         # Docker answers a create of an existing name with the existing volume's labels.
         answered = created.get("Labels") if isinstance(created, dict) else None
         cls._check_created(engine, name, nonce, identity.run_id, answered)
-        return cls(engine, identity, name, creator, helper_id=None)
+        volume = cls(engine, identity, name, creator, helper_id=None)
+        volume._tmpfs = (driver or "local") == "local" and (driver_opts or {}).get(
+            "type"
+        ) == "tmpfs"
+        return volume
 
 
 class AnonymousVolume(DockerVolume):

@@ -38,6 +38,9 @@ def test_given_name_labels_and_driver_opts(volume_factory, dockervol_client):
     assert attrs["Labels"]["pytest-dockervol.owner"] == "pytest-dockervol"
     assert attrs["Labels"]["pytest-dockervol.creator"].endswith("test_given_name_labels_and_driver_opts")
     assert attrs["Options"] == {"type": "tmpfs", "device": "tmpfs"}
+    from pytest_dockervol import DockervolUsageError
+    with pytest.raises(DockervolUsageError, match="is a tmpfs volume: its files live only while"):
+        vol.seed({"lost": "on the next mount"})
     vol.remove()
     with pytest.raises(docker.errors.NotFound):
         dockervol_client.volumes.get(vol.name)
