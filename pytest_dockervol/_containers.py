@@ -21,11 +21,10 @@ class TrackedContainer:
 
     kind = "container"
 
-    def __init__(self, engine: Engine, container_id: str, name: str, identity: RunIdentity) -> None:
+    def __init__(self, engine: Engine, container_id: str, name: str) -> None:
         self._engine = engine
         self.id = container_id
         self.name = name
-        self._identity = identity
         self.removed = False
 
     def remove(self) -> None:
@@ -70,7 +69,7 @@ def start_container(
         user_labels = {label: "" for label in user_labels}
     labels = {**check_user_labels(user_labels), **identity.labels("container", creator)}
     container: Container = engine.create_container(image, command, labels=labels, **kwargs)
-    tracked = TrackedContainer(engine, str(container.id), str(container.name), identity)
+    tracked = TrackedContainer(engine, str(container.id), str(container.name))
     # Removal is registered before start: a container that fails to start is still removed.
     register(tracked)
     container.start()

@@ -24,7 +24,7 @@ import os
 import stat
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import docker.errors
 
@@ -52,17 +52,10 @@ def mountpoint(volume: DockerVolume) -> Path | None:
     if engine.direct_verified is None and not _engine_allows(engine):
         engine.direct_verified = False
         return None
-    try:
-        info = engine.api.inspect_volume(volume.name)
-    except docker.errors.APIError:
-        return None
-    if info.get("Driver") != "local" or info.get("Options"):
-        return None
-    path = Path(str(info.get("Mountpoint") or ""))
-    try:
-        if not path.is_absolute() or not stat.S_ISDIR(os.lstat(path).st_mode):
-            return None
-    except OSError:
+    if volume._direct_dir is None:  # a volume's driver and directory never change: ask once
+        volume._direct_dir = _local_directory(volume)
+    path = volume._direct_dir
+    if not path:
         return None
     running = engine.api.containers(filters={"volume": volume.name, "status": "running"})
     if running:
@@ -70,6 +63,23 @@ def mountpoint(volume: DockerVolume) -> Path | None:
     if engine.direct_verified is None:
         engine.direct_verified = _probe(volume, path)
     return path if engine.direct_verified else None
+
+
+def _local_directory(volume: DockerVolume) -> Path | Literal[False]:
+    """The volume's own directory on this machine, or False (another driver, options)."""
+    try:
+        info = volume._engine.api.inspect_volume(volume.name)
+    except docker.errors.APIError:
+        return False
+    if info.get("Driver") != "local" or info.get("Options"):
+        return False
+    path = Path(str(info.get("Mountpoint") or ""))
+    try:
+        if path.is_absolute() and stat.S_ISDIR(os.lstat(path).st_mode):
+            return path
+    except OSError:
+        pass
+    return False
 
 
 def _probe(volume: DockerVolume, path: Path) -> bool:

@@ -71,7 +71,6 @@ class VolumeFactory:
     def __init__(
         self, settings: Settings, identity: RunIdentity, *, _ispytest: bool = False
     ) -> None:
-        self._settings = settings
         self.settings = settings
         #: xdist controller: a worker touched the engine (so the final sweep is worth it).
         self.workers_used_engine = False
@@ -109,7 +108,7 @@ class VolumeFactory:
             if self._engine_error is not None:
                 raise self._engine_error
             try:
-                self._engine = Engine.connect(self._settings.api_timeout)
+                self._engine = Engine.connect(self.settings.api_timeout)
             except DockervolError as exc:
                 self._engine_error = exc
                 raise
@@ -119,12 +118,11 @@ class VolumeFactory:
 
     def _after_connect(self, engine: Engine) -> None:
         """Once per process, before creating anything: reap runs that died."""
-        if not self._settings.direct:
+        if not self.settings.direct:
             engine.direct_verified = False
-        self._enable_copies()
         try:
             self.reaped = reap_dead_runs(
-                engine.api, self.identity, max_age=self._settings.reap_after_hours * 3600
+                engine.api, self.identity, max_age=self.settings.reap_after_hours * 3600
             )
         except CLEANUP_ERRORS as exc:
             log.warning("pytest-dockervol: could not reap earlier runs: %s", exc)
@@ -190,7 +188,7 @@ class VolumeFactory:
             **self.identity.labels(kind, self.current_creator),
             LABEL_NONCE: nonce,
         }
-        return volume_cls.create(
+        volume = volume_cls.create(
             engine,
             self.identity,
             name=name,
@@ -200,6 +198,8 @@ class VolumeFactory:
             driver=driver,
             driver_opts=driver_opts,
         )
+        volume._factory = self
+        return volume
 
     def shared(self, key: str, *, seed: SeedSource | None = None) -> SharedVolume:
         """The run's volume for ``key``: created and seeded exactly once per test run however
@@ -227,12 +227,6 @@ class VolumeFactory:
             source, name=name, labels=labels, allow_running=allow_running, factory=self
         )
 
-    def _enable_copies(self) -> None:
-        """Let this session's volumes find the factory for ``clone()`` and ``snapshot()``."""
-        from ._snapshot import register_factory
-
-        register_factory(self)
-
     def anonymous(
         self,
         *,
@@ -253,6 +247,7 @@ class VolumeFactory:
             driver=driver,
             driver_opts=driver_opts,
         )
+        volume._factory = self
         return self._adopt(volume, prepared)
 
     def host(self, path: str | Path | None = None, *, seed: SeedSource | None = None) -> HostVolume:
@@ -356,7 +351,7 @@ class VolumeFactory:
         """Remove (or keep, with --dockervol-keep) and report what failed; never raise."""
         if getattr(resource, "removed", False):
             return
-        if self._settings.keep and not (isinstance(resource, HostVolume) and not resource._owned):
+        if self.settings.keep and not (isinstance(resource, HostVolume) and not resource._owned):
             label = f"{resource.kind} {resource.name}"
             if label not in self.kept:
                 self.kept.append(label)

@@ -85,6 +85,7 @@ def shared_volume(factory: VolumeFactory, key: str, seed: SeedSource | None) -> 
     if status["state"] == "failed":
         raise SharedSeedError(key, status["error"], status["where"])
     volume = SharedVolume(engine, identity, name, factory.current_creator, helper_id=None)
+    volume._factory = factory
     if identity.is_worker:
         factory._register(_HelperRelease(volume))
     else:

@@ -33,7 +33,6 @@ import posixpath
 import tarfile
 import time
 import uuid
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -77,17 +76,9 @@ _NO_DATA = {
 _WITH_DATA = {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE}
 _MAX_META = 1 << 20  # an extended header bigger than this is refused: memory stays bounded
 
-#: The factory of each live session, found by the identity its volumes carry.
-_FACTORIES: weakref.WeakValueDictionary[RunIdentity, VolumeFactory] = weakref.WeakValueDictionary()
-
-
-def register_factory(factory: VolumeFactory) -> None:
-    """Let volumes of this factory's session create clones and snapshots through it."""
-    _FACTORIES[factory.identity] = factory
-
 
 def _factory_of(volume: DockerVolume) -> VolumeFactory:
-    factory = _FACTORIES.get(volume._identity)
+    factory = volume._factory
     if factory is None:
         raise DockervolUsageError(
             f"volume {volume.name} belongs to no running pytest-dockervol session; "

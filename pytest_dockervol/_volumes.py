@@ -11,7 +11,7 @@ import shutil
 import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import docker.errors
 from docker.types import DriverConfig, Mount
@@ -44,6 +44,7 @@ from ._tarstream import iter_tar_members, list_files_in_tar, read_file_from_tar
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from ._factory import VolumeFactory
     from ._snapshot import Snapshot
 
 SeedMapping = Mapping[str, Union[str, bytes, SeedFile, "os.PathLike[str]"]]
@@ -199,6 +200,12 @@ class DockerVolume(Volume):
         if labels.get(LABEL_NONCE) != nonce:
             same_run = run_id is not None and labels.get(LABEL_RUN) == run_id
             raise VolumeExistsError(name, labels.get(LABEL_CREATOR, "?") if same_run else None)
+
+    #: The factory that made the volume: clones and snapshots are created and cleaned up by it.
+    _factory: VolumeFactory | None = None
+
+    #: Where direct seeding may write (see _direct.py): None until asked, False for never.
+    _direct_dir: Path | Literal[False] | None = None
 
     #: A local tmpfs volume holds files only while some container has it mounted: the
     #: engine mounts a fresh, empty tmpfs for each archive call of a never-started helper.

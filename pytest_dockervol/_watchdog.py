@@ -5,7 +5,7 @@ group spares it) with a pipe on its stdin. A clean end writes ``done``; any othe
 end of the pipe (SIGKILL, OOM, a CI cancel) means the run died, and the watchdog
 sweeps the run's labelled resources at once. No image, no helper container.
 
-    python -m pytest_dockervol._watchdog RUN_ID
+    python -c <_LAUNCHER> RUN_ID
 """
 
 from __future__ import annotations
@@ -63,14 +63,6 @@ class Watchdog:
         self.log_path.unlink(missing_ok=True)
 
 
-def main(argv: list[str]) -> int:
-    """``python -m pytest_dockervol._watchdog RUN_ID``: wait on stdin, reap unless told done."""
-    message = sys.stdin.buffer.read()  # returns at EOF: the run ended, one way or another
-    if message == DONE:
-        return 0
-    return reap(argv[0])
-
-
 def reap(run_id: str) -> int:
     """The run died: remove everything labelled with it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
@@ -87,7 +79,3 @@ def reap(run_id: str) -> int:
     if not result.failed:
         forget_run_state(run_id)
     return 1 if result.failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -43,6 +43,8 @@ def test_no_engine_is_one_clear_line_per_test_not_a_skip(
         (["--dockervol-timeout=soon"], "dockervol_timeout 'soon' is not a number of seconds"),
         (["--dockervol-timeout=0"], "dockervol_timeout '0' is not a number of seconds"),
         (["-o", "dockervol_prefix=-x"], "dockervol_prefix '-x' is not usable"),
+        (["--dockervol-reap-after=-1"], "dockervol_reap_after '-1' is not a number of hours"),
+        (["-o", "dockervol_direct=always"], "dockervol_direct 'always' is not auto or never"),
     ],
 )
 def test_bad_option_values_are_usage_errors(
