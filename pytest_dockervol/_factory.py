@@ -20,7 +20,7 @@ from ._containers import start_container
 from ._engine import Engine, engine_error_reason
 from ._errors import CleanupError, DockervolError, HostPathError, RemoteEngineError
 from ._identity import LABEL_NONCE, RunIdentity, check_user_labels, check_volume_name
-from ._reaper import ReapResult, reap_dead_runs
+from ._reaper import reap_dead_runs
 from ._shared import SharedVolume, shared_volume
 from ._volumes import (
     AnonymousVolume,
@@ -74,6 +74,7 @@ class VolumeFactory:
         self.settings = settings
         #: xdist controller: a worker touched the engine (so the final sweep is worth it).
         self.workers_used_engine = False
+        #: What this run reaped of others (and, on the xdist controller, of its workers).
         self.reaped_lines: list[str] = []
         self.identity = identity
         self._engine: Engine | None = None
@@ -85,7 +86,6 @@ class VolumeFactory:
         self.current_creator = "session"
         self.kept: list[str] = []
         self.problems: list[str] = []
-        self.reaped: dict[str, ReapResult] = {}
         #: Set by the plugin: starts the watchdog before the run creates its first resource.
         self.on_first_create: Callable[[], None] | None = None
 
@@ -121,17 +121,15 @@ class VolumeFactory:
         if not self.settings.direct:
             engine.direct_verified = False
         try:
-            self.reaped = reap_dead_runs(
+            reaped = reap_dead_runs(
                 engine.api, self.identity, max_age=self.settings.reap_after_hours * 3600
             )
         except CLEANUP_ERRORS as exc:
             log.warning("pytest-dockervol: could not reap earlier runs: %s", exc)
-
-    def reaped_summary(self) -> list[str]:
-        """One line per earlier run this process reaped at startup."""
-        return [
+            return
+        self.reaped_lines += [
             f"run {run_id}: removed {len(result.removed)} resource(s) it left behind"
-            for run_id, result in self.reaped.items()
+            for run_id, result in reaped.items()
             if result.removed
         ]
 

@@ -146,7 +146,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if workeroutput is not None:
         workeroutput["dockervol_kept"] = list(factory.kept)
         workeroutput["dockervol_problems"] = list(factory.problems)
-        workeroutput["dockervol_reaped"] = factory.reaped_summary()
+        workeroutput["dockervol_reaped"] = list(factory.reaped_lines)
         workeroutput["dockervol_used_engine"] = factory.connected
         return
     if factory.settings.keep or not (factory.connected or factory.workers_used_engine):
@@ -181,7 +181,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     factory = config.stash.get(factory_key, None)
     if factory is None:
         return
-    reaped = factory.reaped_summary() + factory.reaped_lines
+    reaped = factory.reaped_lines
     if reaped:
         terminalreporter.section("pytest-dockervol: reaped")
         for line in dict.fromkeys(reaped):
