@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import docker
@@ -89,9 +90,7 @@ def _fake_run_labels(run_id: str, namespace: str, pid: int, created: float) -> d
     }
 
 
-def test_next_run_reaps_dead_runs_and_spares_everything_else(
-    inner: InnerPytest, tmp_path: Path
-) -> None:
+def test_next_run_reaps_dead_runs_and_spares_everything_else(inner: InnerPytest) -> None:
     """Leftovers of a run whose watchdog also died are reaped when the next run starts;
     other people's volumes (even plugin-like names) and possibly-live runs survive."""
     from pytest_dockervol._lease import process_namespace
@@ -100,7 +99,7 @@ def test_next_run_reaps_dead_runs_and_spares_everything_else(
     finished = subprocess.Popen(["true"])
     finished.wait()
     dead_pid = finished.pid  # reaped by wait(): no process has this pid now
-    suffix = tmp_path.name[-8:].replace("_", "")
+    suffix = uuid.uuid4().hex[:8]  # unique even when two copies of this suite share the engine
     ns = process_namespace()
     now = time.time()
     made = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,7 @@ def test_factory_behaviour(
 ) -> None:
     client = inner.client
     foreign = client.volumes.create(
-        name=f"pdv-foreign-{tmp_path.name[-12:]}".replace("_", "-"),
+        name=f"pdv-foreign-{uuid.uuid4().hex[:12]}",  # unique across concurrent suites
         labels={"owner": "someone-else"},
     )
     existing = tmp_path / "existing-src"
