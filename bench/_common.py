@@ -98,17 +98,19 @@ def make_factory(creator: str) -> Any:
 
     Connecting normally also reaps *other* runs that died (a startup sweep). A benchmark
     has no business sweeping a shared engine, and the sweep runs once per process outside
-    every timed region anyway, so it is skipped here; all else is the plugin's own code.
+    every timed region anyway, so it is turned off here; all else is the plugin's own code.
     """
-    from pytest_dockervol._factory import VolumeFactory
+    from pytest_dockervol import VolumeFactory
     from pytest_dockervol._identity import RunIdentity
     from pytest_dockervol._options import Settings
 
-    factory = VolumeFactory(Settings(name_prefix="bench"), RunIdentity.new("bench"), _ispytest=True)
-    if hasattr(factory, "_after_connect"):
-        enable = getattr(factory, "_enable_copies", None)
-        factory._after_connect = lambda engine: enable() if enable else None
-    factory.current_creator = creator
+    factory = VolumeFactory(
+        Settings(name_prefix="bench"),
+        RunIdentity.new("bench"),
+        reap_on_connect=False,
+        _ispytest=True,
+    )
+    factory.creator = creator
     return factory
 
 

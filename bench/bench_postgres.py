@@ -107,8 +107,7 @@ INNER = textwrap.dedent(
         return c
 
     def size_mb(volume_factory, volume):
-        stream, _ = volume_factory.engine.api.get_archive(volume._helper(), "/v")
-        return sum(len(chunk) for chunk in stream) / 1e6
+        return sum(entry.size for entry in volume.entries()) / 1e6
 
     @pytest.fixture(scope="session")
     def setups(volume_factory):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ._archive import SeedFile
+from ._containers import ContainerRunner
+from ._docker_volume import AnonymousVolume, DockerVolume, NamedVolume, Snapshot
 from ._errors import (
     CleanupError,
+    DockervolCleanupWarning,
     DockervolError,
     DockervolUsageError,
     EngineRefusedError,
@@ -24,11 +26,11 @@ from ._errors import (
     VolumeReadError,
     VolumeRemovedError,
 )
-from ._factory import DockervolCleanupWarning, VolumeFactory
+from ._factory import VolumeFactory
+from ._host_volume import HostVolume
+from ._seeds import SeedFile
 from ._shared import SharedVolume
-from ._snapshot import Snapshot
-from ._volumes import AnonymousVolume, DockerVolume, HostVolume, NamedVolume, Volume
-from .fixtures import ContainerRunner
+from ._volume import Entry, Volume
 
 __all__ = [
     "AnonymousVolume",
@@ -40,6 +42,7 @@ __all__ = [
     "DockervolUsageError",
     "EngineRefusedError",
     "EngineUnavailableError",
+    "Entry",
     "HostPathError",
     "HostVolume",
     "ImageNotFoundLocallyError",

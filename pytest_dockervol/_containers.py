@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 import docker.errors
 from docker.models.containers import Container
 
 from ._engine import Engine
-from ._errors import CleanupError, DockervolUsageError
-from ._identity import RunIdentity, check_user_labels
-
-log = logging.getLogger("pytest_dockervol")
+from ._errors import CleanupError, DockervolUsageError, check_ispytest
+from ._identity import check_user_labels
+from ._owner import ResourceOwner
 
 
 class TrackedContainer:
@@ -28,14 +25,12 @@ class TrackedContainer:
         self.removed = False
 
     def remove(self) -> None:
-        """Remove the container if it still carries this run's labels; never anything else."""
+        """Remove the container; it is this run's by construction (ids are never reused,
+        so no label lookup is needed to prove ownership)."""
         if self.removed:
             return
-        api = self._engine.api
-        # The id is this container's, created by this run: ids are never reused, so no
-        # label lookup is needed to prove ownership.
         try:
-            api.remove_container(self.id, force=True, v=True)
+            self._engine.api.remove_container(self.id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -43,35 +38,53 @@ class TrackedContainer:
         self.removed = True
 
 
-def start_container(
-    engine: Engine,
-    identity: RunIdentity,
-    creator: str,
-    register: Callable[[TrackedContainer], None],
-    image: str,
-    command: str | list[str] | None = None,
-    **kwargs: Any,
-) -> Container:
-    """Create a labelled container, register its removal, then start it.
+@final
+class ContainerRunner:
+    """Starts labelled containers; the test's teardown (``remove_all``) or the end of the
+    session removes them with their anonymous volumes.
 
-    Accepts the keyword arguments of ``docker.models.containers.ContainerCollection.create``.
-    The image must already be on the engine: nothing is pulled.
+    ``creator`` names the test the containers are for; None means whoever is creating
+    when a container starts (the session factory's runner).
     """
-    __tracebackhide__ = True
-    if kwargs.pop("remove", False) or kwargs.get("auto_remove"):
-        raise DockervolUsageError(
-            "run_container removes its containers at the end of the test; "
-            "drop remove=True/auto_remove=True"
-        )
-    kwargs.pop("detach", None)
-    user_labels = kwargs.pop("labels", None) or {}
-    if isinstance(user_labels, list):
-        user_labels = {label: "" for label in user_labels}
-    labels = {**check_user_labels(user_labels), **identity.labels("container", creator)}
-    container: Container = engine.create_container(image, command, labels=labels, **kwargs)
-    tracked = TrackedContainer(engine, str(container.id), str(container.name))
-    # Removal is registered before start: a container that fails to start is still removed.
-    register(tracked)
-    container.start()
-    container.reload()
-    return container
+
+    def __init__(
+        self, owner: ResourceOwner, creator: str | None = None, *, _ispytest: bool = False
+    ) -> None:
+        check_ispytest(_ispytest)
+        self._owner = owner
+        self._creator = creator
+        self.containers: list[TrackedContainer] = []
+
+    def __call__(
+        self, image: str, command: str | list[str] | None = None, **kwargs: Any
+    ) -> Container:
+        """Create and start a container; takes the keyword arguments of
+        ``client.containers.create``. The image must be on the engine: nothing is pulled."""
+        __tracebackhide__ = True
+        if kwargs.pop("remove", False) or kwargs.get("auto_remove"):
+            raise DockervolUsageError(
+                "run_container removes its containers at the end of the test; "
+                "drop remove=True/auto_remove=True"
+            )
+        kwargs.pop("detach", None)
+        user_labels = kwargs.pop("labels", None) or {}
+        if isinstance(user_labels, list):
+            user_labels = {label: "" for label in user_labels}
+        owner = self._owner
+        creator = self._creator or owner.creator
+        labels = {**check_user_labels(user_labels), **owner.identity.labels("container", creator)}
+        engine = owner.creating_engine
+        container: Container = engine.create_container(image, command, labels=labels, **kwargs)
+        tracked = TrackedContainer(engine, str(container.id), str(container.name))
+        # Removal is registered before start: a container that fails to start is still removed.
+        self.containers.append(tracked)
+        owner.register(tracked)  # the session's cleanup catches what teardown missed
+        container.start()
+        container.reload()
+        return container
+
+    def remove_all(self) -> None:
+        """Remove this runner's containers, newest first; failures are reported, not raised."""
+        for tracked in reversed(self.containers):
+            self._owner.finalize(tracked)
+        self.containers.clear()

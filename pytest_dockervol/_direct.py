@@ -23,14 +23,13 @@ import logging
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import docker.errors
 
-if TYPE_CHECKING:
-    from ._engine import Engine
-    from ._volumes import DockerVolume
+from ._engine import Engine
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -44,56 +43,67 @@ def _engine_allows(engine: Engine) -> bool:
     return "name=userns" not in options and "name=rootless" not in options
 
 
-def mountpoint(volume: DockerVolume) -> Path | None:
-    """The volume's directory if direct writes are safe and verified, else None."""
-    engine = volume._engine
-    if engine.direct_verified is False:
-        return None
-    if engine.direct_verified is None and not _engine_allows(engine):
-        engine.direct_verified = False
-        return None
-    if volume._direct_dir is None:  # a volume's driver and directory never change: ask once
-        volume._direct_dir = _local_directory(volume)
-    path = volume._direct_dir
-    if not path:
-        return None
-    running = engine.api.containers(filters={"volume": volume.name, "status": "running"})
-    if running:
-        return None
-    if engine.direct_verified is None:
-        engine.direct_verified = _probe(volume, path)
-    return path if engine.direct_verified else None
+class DirectTarget:
+    """Where seeds of one volume may be written straight to disk, if anywhere.
 
+    ``read_back`` reads a file of the volume through the archive API: the probe that
+    verifies, once per engine, that the directory is really the volume's.
+    """
 
-def _local_directory(volume: DockerVolume) -> Path | Literal[False]:
-    """The volume's own directory on this machine, or False (another driver, options)."""
-    try:
-        info = volume._engine.api.inspect_volume(volume.name)
-    except docker.errors.APIError:
+    def __init__(self, engine: Engine, volume: str, read_back: Callable[[str], bytes]) -> None:
+        self._engine = engine
+        self._volume = volume
+        self._read_back = read_back
+        #: The volume's directory, False for none; asked once (a driver never changes).
+        self._local: Path | Literal[False] | None = None
+
+    def directory(self) -> Path | None:
+        """The volume's directory if direct writes are safe and verified now, else None."""
+        engine = self._engine
+        if engine.direct_verified is False:
+            return None
+        if engine.direct_verified is None and not _engine_allows(engine):
+            engine.direct_verified = False
+            return None
+        if self._local is None:
+            self._local = self._local_directory()
+        path = self._local
+        if not path:
+            return None
+        if engine.containers_using(self._volume, status="running"):
+            return None
+        if engine.direct_verified is None:
+            engine.direct_verified = self._probe(path)
+        return path if engine.direct_verified else None
+
+    def _local_directory(self) -> Path | Literal[False]:
+        """The volume's own directory on this machine, or False (another driver, options)."""
+        try:
+            info = self._engine.api.inspect_volume(self._volume)
+        except docker.errors.APIError:
+            return False
+        if info.get("Driver") != "local" or info.get("Options"):
+            return False
+        path = Path(str(info.get("Mountpoint") or ""))
+        try:
+            if path.is_absolute() and stat.S_ISDIR(os.lstat(path).st_mode):
+                return path
+        except OSError:
+            pass
         return False
-    if info.get("Driver") != "local" or info.get("Options"):
-        return False
-    path = Path(str(info.get("Mountpoint") or ""))
-    try:
-        if path.is_absolute() and stat.S_ISDIR(os.lstat(path).st_mode):
-            return path
-    except OSError:
-        pass
-    return False
 
-
-def _probe(volume: DockerVolume, path: Path) -> bool:
-    """Write a file here, look for it through the engine: the same directory, or not."""
-    name = f".pytest-dockervol-probe-{uuid.uuid4().hex}"
-    probe = path / name
-    try:
-        probe.write_bytes(b"probe")
-        seen = volume.read_bytes(name) == b"probe"
-    except Exception as exc:  # any doubt means no
-        log.debug("direct seeding disabled: probe failed: %s", exc)
-        seen = False
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
-    log.debug("direct seeding %s for this engine", "enabled" if seen else "disabled")
-    return seen
+    def _probe(self, path: Path) -> bool:
+        """Write a file here, look for it through the engine: the same directory, or not."""
+        name = f".pytest-dockervol-probe-{uuid.uuid4().hex}"
+        probe = path / name
+        try:
+            probe.write_bytes(b"probe")
+            seen = self._read_back(name) == b"probe"
+        except Exception as exc:  # any doubt means no
+            log.debug("direct seeding disabled: probe failed: %s", exc)
+            seen = False
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        log.debug("direct seeding %s for this engine", "enabled" if seen else "disabled")
+        return seen

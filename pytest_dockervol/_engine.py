@@ -24,7 +24,12 @@ import requests.exceptions
 from docker.types import Mount
 from filelock import FileLock
 
-from ._errors import EngineRefusedError, EngineUnavailableError, ImageNotFoundLocallyError
+from ._errors import (
+    DockervolError,
+    EngineRefusedError,
+    EngineUnavailableError,
+    ImageNotFoundLocallyError,
+)
 from ._identity import LABEL_KIND, LABEL_OWNER, OWNER_VALUE
 from ._lease import state_dir
 
@@ -76,6 +81,25 @@ def refused_as(action: str, fix: str) -> Iterator[None]:
         raise EngineRefusedError(action, explanation, fix) from None
 
 
+#: What an engine call can raise besides our own errors: teardown reports them, never crashes.
+ENGINE_ERRORS: tuple[type[BaseException], ...] = (
+    DockervolError,
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+)
+
+
+def container_name(container: dict[str, Any]) -> str:
+    """A container of the engine's list, as a human finds it in ``docker ps -a``."""
+    names = container.get("Names")
+    return str(names[0]).lstrip("/") if names else str(container["Id"])[:12]
+
+
+def describe_containers(containers: list[dict[str, Any]]) -> str:
+    """``name (state), ...``: who holds a volume, in an error message."""
+    return ", ".join(f"{container_name(c)} ({c.get('State', '?')})" for c in containers)
+
+
 def engine_error_reason(exc: BaseException) -> str:
     """Why an engine call failed, in words that say where to look."""
     if isinstance(exc, docker.errors.APIError):
@@ -103,6 +127,10 @@ class Engine:
         #: Whether seeds may be written straight into volume directories (see _direct.py):
         #: None until verified once, then True or False for the engine's lifetime.
         self.direct_verified: bool | None = None
+
+    def containers_using(self, volume: str, **filters: str) -> list[dict[str, Any]]:
+        """The containers (any state) that mount ``volume``, as the engine lists them."""
+        return list(self.api.containers(all=True, filters={"volume": volume, **filters}))
 
     @property
     def engine_host(self) -> str:
@@ -182,10 +210,16 @@ class Engine:
         return str(created["Id"])
 
     def get_archive(self, container: str, path: str) -> Iterator[bytes]:
-        """``GET /containers/{id}/archive`` as a stream of tar chunks. Unlike the SDK's
-        ``get_archive`` it leaves the stat header alone: Podman encodes it as URL-safe
-        base64, which the SDK fails to decode for some non-ASCII names."""
-        api: Any = self.api  # the SDK's own request helpers, which its stubs leave out
+        """``GET /containers/{id}/archive`` as a stream of tar chunks.
+
+        The one place that uses the docker SDK's private request helpers (``_url``,
+        ``_get``, ``_raise_for_status``, ``_stream_raw_result``), on purpose: the SDK's
+        public ``APIClient.get_archive`` also decodes the ``X-Docker-Container-Path-Stat``
+        header, which Podman encodes as URL-safe base64 and the SDK fails on for some
+        non-ASCII names. These are the very calls ``get_archive`` makes, with the same
+        signatures in docker 6.1.0 (our lowest supported) and 7.1.0 (checked).
+        """
+        api: Any = self.api  # the stubs leave the private helpers out
         url = api._url("/containers/{0}/archive", container)
         response = api._get(url, params={"path": path}, stream=True)
         api._raise_for_status(response)

@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import pytest
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 
 class DockervolError(Exception):
-    """Base class of every error pytest-dockervol raises on purpose."""
+    """Base class of every error pytest-dockervol raises on purpose.
+
+    Most are small dataclasses: their fields say what went wrong, ``__str__`` makes the
+    one line a user reads, and the fields are also the exception's ``args``.
+    """
+
+    def __post_init__(self) -> None:
+        fields = dataclasses.fields(cast("DataclassInstance", self))
+        Exception.__init__(self, *(getattr(self, field.name) for field in fields))
 
 
+class DockervolCleanupWarning(pytest.PytestWarning):
+    """Something pytest-dockervol created could not be removed (the message says why)."""
+
+
+def check_ispytest(ispytest: bool) -> None:
+    """Warn when a class meant to come from a fixture is built by hand, as pytest does."""
+    if not ispytest:
+        warnings.warn(
+            pytest.PytestDeprecationWarning(
+                "A private pytest-dockervol class or function was used; "
+                "get it from its fixture (volume_factory, run_container) instead."
+            ),
+            stacklevel=3,
+        )
+
+
+@dataclass(eq=False)
 class EngineUnavailableError(DockervolError):
     """No Docker engine answered at the address the Docker SDK was told to use."""
 
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__(address, reason)
-        self.address = address
-        self.reason = reason
+    address: str
+    reason: str
 
     def __str__(self) -> str:
         return (
@@ -26,13 +59,12 @@ class SeedError(DockervolError):
     """A seed source cannot be used; nothing was written."""
 
 
+@dataclass(eq=False)
 class SeedPathError(SeedError):
     """A path in a seed would land outside the volume or is not a valid file name."""
 
-    def __init__(self, path: str, why: str) -> None:
-        super().__init__(path, why)
-        self.path = path
-        self.why = why
+    path: str
+    why: str
 
     def __str__(self) -> str:
         return (
@@ -44,12 +76,11 @@ class SeedSourceError(SeedError):
     """The seed source itself is missing, unreadable or of an unsupported kind."""
 
 
+@dataclass(eq=False)
 class VolumeNameError(DockervolError, ValueError):
     """A volume name Docker would reject."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
+    name: str
 
     def __str__(self) -> str:
         return (
@@ -58,13 +89,12 @@ class VolumeNameError(DockervolError, ValueError):
         )
 
 
+@dataclass(eq=False)
 class VolumeExistsError(DockervolError):
     """A volume of the requested name exists and was not created by this run."""
 
-    def __init__(self, name: str, created_by_this_run_for: str | None = None) -> None:
-        super().__init__(name, created_by_this_run_for)
-        self.name = name
-        self.created_by_this_run_for = created_by_this_run_for
+    name: str
+    created_by_this_run_for: str | None = None
 
     def __str__(self) -> str:
         if self.created_by_this_run_for is not None:
@@ -79,36 +109,33 @@ class VolumeExistsError(DockervolError):
         )
 
 
+@dataclass(eq=False)
 class VolumeRemovedError(DockervolError):
     """The volume object was used after `.remove()`."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
+    name: str
 
     def __str__(self) -> str:
         return f"volume {self.name!r} was already removed; create a new one from volume_factory"
 
 
+@dataclass(eq=False)
 class VolumeReadError(DockervolError, FileNotFoundError):
     """A path read back from a volume does not exist or is not a regular file."""
 
-    def __init__(self, volume: str, path: str, why: str) -> None:
-        super().__init__(volume, path, why)
-        self.volume = volume
-        self.path = path
-        self.why = why
+    volume: str
+    path: str
+    why: str
 
     def __str__(self) -> str:
         return f"cannot read {self.path!r} from volume {self.volume!r}: {self.why}"
 
 
+@dataclass(eq=False)
 class ImageNotFoundLocallyError(DockervolError):
     """The image for a test container is not on the engine; the plugin never pulls."""
 
-    def __init__(self, image: str) -> None:
-        super().__init__(image)
-        self.image = image
+    image: str
 
     def __str__(self) -> str:
         return (
@@ -117,25 +144,23 @@ class ImageNotFoundLocallyError(DockervolError):
         )
 
 
+@dataclass(eq=False)
 class LabelError(DockervolError, ValueError):
     """A label the plugin cannot accept."""
 
-    def __init__(self, label: str, why: str) -> None:
-        super().__init__(label, why)
-        self.label = label
-        self.why = why
+    label: str
+    why: str
 
     def __str__(self) -> str:
         return f"label {self.label}: {self.why}; rename or drop that label"
 
 
+@dataclass(eq=False)
 class HostPathError(DockervolError):
     """A host directory to bind does not exist or is not a directory."""
 
-    def __init__(self, path: str, why: str) -> None:
-        super().__init__(path, why)
-        self.path = path
-        self.why = why
+    path: str
+    why: str
 
     def __str__(self) -> str:
         return (
@@ -148,27 +173,25 @@ class DockervolUsageError(DockervolError, ValueError):
     """An argument the plugin cannot use; the message names the fix."""
 
 
+@dataclass(eq=False)
 class CleanupError(DockervolError):
     """Something the plugin created could not be removed."""
 
-    def __init__(self, what: str, name: str, reason: str) -> None:
-        super().__init__(what, name, reason)
-        self.what = what
-        self.name = name
-        self.reason = reason
+    what: str
+    name: str
+    reason: str
 
     def __str__(self) -> str:
         return f"could not remove {self.what} {self.name}: {self.reason}"
 
 
+@dataclass(eq=False)
 class SharedSeedError(DockervolError):
     """Seeding a run-wide shared volume failed; every worker asking for it gets this error."""
 
-    def __init__(self, key: str, cause: str, where: str) -> None:
-        super().__init__(key, cause, where)
-        self.key = key
-        self.cause = cause
-        self.where = where
+    key: str
+    cause: str
+    where: str
 
     def __str__(self) -> str:
         return (
@@ -177,28 +200,26 @@ class SharedSeedError(DockervolError):
         )
 
 
+@dataclass(eq=False)
 class VolumeInUseError(DockervolError):
     """A volume cannot be copied or restored while other containers use it."""
 
-    def __init__(self, volume: str, action: str, users: str, fix: str) -> None:
-        super().__init__(volume, action, users, fix)
-        self.volume = volume
-        self.action = action
-        self.users = users
-        self.fix = fix
+    volume: str
+    action: str
+    users: str
+    fix: str
 
     def __str__(self) -> str:
         return f"cannot {self.action} volume {self.volume}: used by {self.users}; {self.fix}"
 
 
+@dataclass(eq=False)
 class VolumeCopyError(DockervolError):
     """Copying a volume's files (clone, snapshot, restore) failed."""
 
-    def __init__(self, source: str, target: str, why: str) -> None:
-        super().__init__(source, target, why)
-        self.source = source
-        self.target = target
-        self.why = why
+    source: str
+    target: str
+    why: str
 
     def __str__(self) -> str:
         return (
@@ -207,26 +228,24 @@ class VolumeCopyError(DockervolError):
         )
 
 
+@dataclass(eq=False)
 class EngineRefusedError(DockervolError):
     """The engine answered with an error to something the plugin asked."""
 
-    def __init__(self, action: str, explanation: str, fix: str) -> None:
-        super().__init__(action, explanation, fix)
-        self.action = action
-        self.explanation = explanation
-        self.fix = fix
+    action: str
+    explanation: str
+    fix: str
 
     def __str__(self) -> str:
         return f"the Docker engine refused to {self.action}: {self.explanation}; {self.fix}"
 
 
+@dataclass(eq=False)
 class RemoteEngineError(DockervolError):
     """Host volumes bind host paths; a remote engine cannot see this machine's files."""
 
-    def __init__(self, address: str, engine_host: str) -> None:
-        super().__init__(address, engine_host)
-        self.address = address
-        self.engine_host = engine_host
+    address: str
+    engine_host: str
 
     def __str__(self) -> str:
         return (

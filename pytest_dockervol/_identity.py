@@ -30,6 +30,10 @@ LABEL_NONCE = LABEL_PREFIX + "nonce"
 LABEL_SESSION_PID = LABEL_PREFIX + "session-pid"
 LABEL_NAMESPACE = LABEL_PREFIX + "namespace"
 LABEL_SHARED_KEY = LABEL_PREFIX + "shared-key"
+#: On a clone: the name of the volume it was copied from.
+LABEL_CLONE_OF = LABEL_PREFIX + "clone-of"
+#: On a snapshot's hidden volume: the name of the volume it was taken of.
+LABEL_SNAPSHOT_OF = LABEL_PREFIX + "snapshot-of"
 OWNER_VALUE = "pytest-dockervol"
 
 #: Docker 23+ treats volumes with this label as anonymous (``volume prune`` removes them).

@@ -1,7 +1,7 @@
 """Run leases: how one run tells whether another run on this machine is still alive.
 
 The run's first process (the xdist controller, or pytest without xdist) holds an
-exclusive ``flock`` on ``<tmp>/pytest-dockervol/leases/<run>.lock`` for its whole
+exclusive ``flock`` on ``<tmp>/pytest-dockervol-<uid>/leases/<run>.lock`` for its whole
 life. The kernel drops the lock when the process dies, SIGKILL and OOM included,
 so a lock anyone can take again means a dead run. A ``.json`` beside it records
 the owner (pid, host, start time) for humans, like pytest's numbered-dir locks.

@@ -42,7 +42,6 @@ class Resource:
     kind: str  # "container" or "volume"
     name: str
     labels: dict[str, str]
-    state: str = ""
 
     @property
     def run_id(self) -> str:
@@ -95,7 +94,7 @@ def list_resources(
         wanted[LABEL_WORKER] = worker
     filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
     found = [
-        Resource("container", c["Id"], c.get("Labels") or {}, c.get("State", ""))
+        Resource("container", c["Id"], c.get("Labels") or {})
         for c in api.containers(all=True, filters=filters)
     ]
     volumes = api.volumes(filters=filters).get("Volumes") or []

@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
+from ._docker_volume import NamedVolume, Snapshot
 from ._errors import DockervolUsageError, SharedSeedError
 from ._identity import LABEL_SHARED_KEY, check_volume_name, slugify
 from ._lease import state_dir
-from ._volumes import NamedVolume, seed_prepared
+from ._owner import ResourceOwner
+from ._volume import SeedSource, prepare_seed
 
 if TYPE_CHECKING:
-    from ._factory import VolumeFactory
-    from ._volumes import SeedSource
+    from typing_extensions import Self
 
 
 class SharedVolume(NamedVolume):
@@ -42,11 +43,15 @@ class SharedVolume(NamedVolume):
             )
         super().remove()
 
+    def restore(self, snapshot: Snapshot) -> Self:
+        raise DockervolUsageError(
+            f"shared volume {self.name} belongs to the whole run and cannot be restored; "
+            "restore a clone of it instead (volume.clone())"
+        )
+
     def release_helper(self) -> None:
         """This process is done with the volume: remove only its own helper container."""
-        if self._helper_id is not None:
-            self._engine.api.remove_container(self._helper_id, force=True)
-            self._helper_id = None
+        self._helper.drop()
 
 
 class _HelperRelease:
@@ -64,12 +69,12 @@ class _HelperRelease:
         self.volume.release_helper()
 
 
-def shared_volume(factory: VolumeFactory, key: str, seed: SeedSource | None) -> SharedVolume:
+def shared_volume(owner: ResourceOwner, key: str, seed: SeedSource | None) -> SharedVolume:
     """The run's volume for ``key``: created and seeded by whichever process asks first."""
     __tracebackhide__ = True
     if not isinstance(key, str) or not key:
         raise DockervolUsageError(f"shared volume key {key!r} must be a non-empty string")
-    identity = factory.identity
+    identity = owner.identity
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     name = check_volume_name(
         f"{identity.name_prefix}-{identity.short_run}-shared-{slugify(key)[:24]}-{digest}"
@@ -77,20 +82,19 @@ def shared_volume(factory: VolumeFactory, key: str, seed: SeedSource | None) -> 
     run_dir = state_dir() / "runs" / identity.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     status_file = run_dir / f"{digest}.json"
-    engine = factory.engine
+    engine = owner.creating_engine
     with FileLock(str(run_dir / f"{digest}.lock")):
         status = _read_status(status_file)
         if status is None:
-            status = _create_and_seed(factory, status_file, key, name, digest, seed)
+            status = _create_and_seed(owner, status_file, key, name, digest, seed)
     if status["state"] == "failed":
         raise SharedSeedError(key, status["error"], status["where"])
-    volume = SharedVolume(engine, identity, name, factory.current_creator, helper_id=None)
-    volume._factory = factory
+    volume = SharedVolume(owner, engine, name, creator=owner.creator)
     if identity.is_worker:
-        factory._register(_HelperRelease(volume))
+        owner.register(_HelperRelease(volume))
     else:
         volume._run_owner = True
-        factory._register(volume)
+        owner.register(volume)
     return volume
 
 
@@ -102,7 +106,7 @@ def _read_status(path: Path) -> dict[str, str] | None:
 
 
 def _create_and_seed(
-    factory: VolumeFactory,
+    owner: ResourceOwner,
     status_file: Path,
     key: str,
     name: str,
@@ -111,19 +115,18 @@ def _create_and_seed(
 ) -> dict[str, str]:
     """Runs once per run, under the key's lock; records the outcome for the other workers."""
     __tracebackhide__ = True
-    worker = factory.identity.worker
+    worker = owner.identity.worker
     volume: SharedVolume | None = None
     try:
-        prepared = factory._prevalidate(seed)
-        volume = factory._create_named_volume(
-            name, kind="shared", labels={LABEL_SHARED_KEY: digest}, volume_cls=SharedVolume
-        )
-        seed_prepared(volume, prepared)
+        prepared = prepare_seed(seed)
+        volume = SharedVolume.create(owner, name, kind="shared", labels={LABEL_SHARED_KEY: digest})
+        volume._run_owner = True  # until it is seeded, this process answers for it
+        if prepared is not None:
+            volume.seed(prepared)
         volume.release_helper()
     except BaseException as exc:
         if volume is not None:
-            volume._run_owner = True
-            factory.finalize(volume)
+            owner.finalize(volume)
         where = f"{worker} while creating it" if volume is None else f"{worker}'s seed"
         status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "where": where}
         status_file.write_text(json.dumps(status))

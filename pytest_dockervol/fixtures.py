@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import docker
 import docker.errors
 import pytest
 import requests.exceptions
-from docker.models.containers import Container
 
-from ._containers import TrackedContainer, start_container
+from ._containers import ContainerRunner
+from ._docker_volume import AnonymousVolume, NamedVolume
 from ._engine import describe_address, short_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory
+from ._host_volume import HostVolume
 from ._state import factory_key
-from ._volumes import AnonymousVolume, HostVolume, NamedVolume
+from ._volume import Volume
+
+V = TypeVar("V", bound=Volume)
 
 
 @contextlib.contextmanager
@@ -57,15 +60,22 @@ def dockervol_client(volume_factory: VolumeFactory) -> docker.DockerClient:
         return volume_factory.client
 
 
+def _for_one_test(
+    factory: VolumeFactory, request: pytest.FixtureRequest, make: Callable[[], V]
+) -> Iterator[V]:
+    """The body of a function-scoped volume fixture: made for the test, removed after it."""
+    with _one_line_errors(), factory.creating_for(request.node.nodeid):
+        volume = make()
+    yield volume
+    factory.finalize(volume)
+
+
 @pytest.fixture
 def named_volume(
     volume_factory: VolumeFactory, request: pytest.FixtureRequest
 ) -> Iterator[NamedVolume]:
     """A fresh, empty, uniquely named Docker volume, removed at the end of the test."""
-    with _one_line_errors(), volume_factory.creating_for(request.node.nodeid):
-        volume = volume_factory.named()
-    yield volume
-    volume_factory.finalize(volume)
+    yield from _for_one_test(volume_factory, request, volume_factory.named)
 
 
 @pytest.fixture
@@ -73,53 +83,16 @@ def anonymous_volume(
     volume_factory: VolumeFactory, request: pytest.FixtureRequest
 ) -> Iterator[AnonymousVolume]:
     """A fresh, empty anonymous Docker volume, removed at the end of the test."""
-    with _one_line_errors(), volume_factory.creating_for(request.node.nodeid):
-        volume = volume_factory.anonymous()
-    yield volume
-    volume_factory.finalize(volume)
+    yield from _for_one_test(volume_factory, request, volume_factory.anonymous)
 
 
 @pytest.fixture
-def host_volume(volume_factory: VolumeFactory, tmp_path: Path) -> Iterator[HostVolume]:
+def host_volume(
+    volume_factory: VolumeFactory, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[HostVolume]:
     """A fresh, empty host directory under the test's tmp_path, bind-mounted by ``.mount()``."""
-    with _one_line_errors():
-        volume = volume_factory._host_in(tmp_path / "host_volume")
-    yield volume
-    volume_factory.finalize(volume)
-
-
-class ContainerRunner:
-    """Starts labelled containers for one test; removes them and their anonymous volumes after."""
-
-    def __init__(self, factory: VolumeFactory, creator: str) -> None:
-        self._factory = factory
-        self._creator = creator
-        self.containers: list[TrackedContainer] = []
-
-    def __call__(
-        self, image: str, command: str | list[str] | None = None, **kwargs: Any
-    ) -> Container:
-        """Create and start a container; takes the keyword arguments of
-        ``client.containers.create``. Nothing is pulled."""
-        __tracebackhide__ = True
-        factory = self._factory
-        return start_container(
-            factory.creating_engine,
-            factory.identity,
-            self._creator,
-            self._register,
-            image,
-            command,
-            **kwargs,
-        )
-
-    def _register(self, tracked: TrackedContainer) -> None:
-        self.containers.append(tracked)
-        self._factory._register(tracked)  # the session's cleanup catches what teardown missed
-
-    def remove_all(self) -> None:
-        for tracked in reversed(self.containers):
-            self._factory.finalize(tracked)
+    directory = tmp_path / "host_volume"
+    yield from _for_one_test(volume_factory, request, lambda: volume_factory.host_at(directory))
 
 
 @pytest.fixture
@@ -127,6 +100,6 @@ def run_container(
     volume_factory: VolumeFactory, request: pytest.FixtureRequest
 ) -> Iterator[ContainerRunner]:
     """``run_container(image, command, mounts=[vol.mount("/data")])``: started, removed after."""
-    runner = ContainerRunner(volume_factory, request.node.nodeid)
+    runner = ContainerRunner(volume_factory, request.node.nodeid, _ispytest=True)
     yield runner
     runner.remove_all()

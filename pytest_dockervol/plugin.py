@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from ._engine import describe_address, engine_error_reason
+from ._engine import ENGINE_ERRORS, describe_address, engine_error_reason
 from ._errors import DockervolError
-from ._factory import CLEANUP_ERRORS, VolumeFactory
+from ._factory import VolumeFactory
 from ._lease import RunLease, forget_run_state
-from ._options import Settings, add_options
-from ._reaper import reap_run
+from ._options import add_options
+from ._reaper import ReapResult, reap_run
 from ._report import describe_volume
 from ._state import factory_key, lease_key, watchdog_key
-from ._volumes import Volume
+from ._volume import Volume
 from ._watchdog import Watchdog
 from .fixtures import (
     anonymous_volume,
@@ -45,8 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    settings = Settings.from_config(config)
-    factory = VolumeFactory.from_config(config, settings)
+    factory = VolumeFactory.from_config(config, _ispytest=True)
     config.stash[factory_key] = factory
     if factory.identity.is_worker:
         return
@@ -54,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
     lease = RunLease(factory.identity.run_id)
     lease.acquire()
     config.stash[lease_key] = lease
-    if not settings.keep:
+    if not factory.settings.keep:
         factory.on_first_create = lambda: _start_watchdog(config)
 
 
@@ -121,19 +120,22 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         return
     factory.workers_used_engine = True
     worker = str(node.workerinput["workerid"])
-    try:
-        result = reap_run(factory.engine.api, factory.identity.run_id, worker=worker)
-    except CLEANUP_ERRORS as exc:
-        reason = engine_error_reason(exc)
-        factory.problems.append(
-            f"pytest-dockervol: could not reap crashed worker {worker}: {reason}"
-        )
-        return
+    result = _sweep(factory, f"could not reap crashed worker {worker}", worker=worker)
     if result.removed:
         factory.reaped_lines.append(
             f"worker {worker} crashed; removed its {len(result.removed)} resource(s)"
         )
+
+
+def _sweep(factory: VolumeFactory, failure: str, *, worker: str | None = None) -> ReapResult:
+    """Remove what is still labelled with this run (of one worker); report, never raise."""
+    try:
+        result = reap_run(factory.engine.api, factory.identity.run_id, worker=worker)
+    except ENGINE_ERRORS as exc:
+        factory.problems.append(f"pytest-dockervol: {failure}: {engine_error_reason(exc)}")
+        return ReapResult()
     factory.problems.extend(f"pytest-dockervol: could not remove {f}" for f in result.failed)
+    return result
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -153,15 +155,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     # The last one out: everything still labelled with this run (shared volumes, what a
     # crashed worker left) goes now that every worker is done.
-    try:
-        result = reap_run(factory.engine.api, factory.identity.run_id)
-    except CLEANUP_ERRORS as exc:
-        reason = engine_error_reason(exc)
-        factory.problems.append(
-            f"pytest-dockervol: final sweep of run {factory.identity.run_id} failed: {reason}"
-        )
-        return
-    factory.problems.extend(f"pytest-dockervol: could not remove {f}" for f in result.failed)
+    _sweep(factory, f"final sweep of run {factory.identity.run_id} failed")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

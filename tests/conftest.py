@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -95,6 +97,22 @@ def inner(
 ) -> InnerPytest:
     monkeypatch.setenv("DOCKERVOL_IMAGE", image)
     return InnerPytest(pytester, docker_client, image)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until ``predicate`` holds; how long it took, or an AssertionError naming ``what``."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def read_run_id(log: Path) -> str:
+    """The run id from the header of an inner run that writes its output to ``log``."""
+    wait_for(lambda: "dockervol: run " in log.read_text(), 60, "the inner run's header")
+    return log.read_text().split("dockervol: run ", 1)[1][:32]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

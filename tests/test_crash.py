@@ -13,8 +13,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from conftest import INNER_RUN_IDS, InnerPytest, is_podman, leftovers
-from test_parallel import _read_run_id, _wait_for
+from conftest import INNER_RUN_IDS, InnerPytest, is_podman, leftovers, read_run_id, wait_for
 
 HOLD = r"""
 import os, pathlib, time
@@ -48,9 +47,9 @@ def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(
             start_new_session=True,
         )
     try:
-        run_id = _read_run_id(log)
+        run_id = read_run_id(log)
         INNER_RUN_IDS.append(run_id)
-        _wait_for(lambda: len(list(ready.iterdir())) == 2, 120, "both workers to hold volumes")
+        wait_for(lambda: len(list(ready.iterdir())) == 2, 120, "both workers to hold volumes")
         before = leftovers(docker_client, run_id)
         # 2 workers x (named, anonymous, 2 helpers, container) + 1 shared volume (+ helpers);
         # Podman labels no anonymous volume: those go with their labelled anchors.
@@ -58,7 +57,7 @@ def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    latency = _wait_for(lambda: leftovers(docker_client, run_id) == [], 60, "the watchdog")
+    latency = wait_for(lambda: leftovers(docker_client, run_id) == [], 60, "the watchdog")
     print(f"reaped {len(before)} resources {latency:.2f}s after kill -9")
 
 

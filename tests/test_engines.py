@@ -15,10 +15,15 @@ from typing import Any
 import pytest
 from conftest import InnerPytest
 
-from pytest_dockervol._errors import VolumeCopyError
+from pytest_dockervol import VolumeCopyError
 from pytest_dockervol._reaper import list_resources
-from pytest_dockervol._snapshot import _first_name, checked_archive
-from pytest_dockervol._tarstream import iter_tar_members, list_files_in_tar, read_file_from_tar
+from pytest_dockervol._tarstream import (
+    checked_archive,
+    iter_tar_members,
+    list_files_in_tar,
+    peek_first_name,
+    read_file_from_tar,
+)
 
 # get_archive("/v") of a volume mounted at /v: Docker names the members after the
 # directory asked for; Podman 4 names the mount point "" and the rest "/x".
@@ -64,9 +69,9 @@ def test_both_archive_shapes_read_alike(names: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     ("names", "first"), [(DOCKER, "v"), (PODMAN, "")], ids=["docker", "podman"]
 )
-def test_first_name_peeks_without_losing_a_byte(names: tuple[str, ...], first: str) -> None:
+def test_first_name_is_peeked_without_losing_a_byte(names: tuple[str, ...], first: str) -> None:
     data = archive(names)
-    name, stream = _first_name(chunks(data, 7))
+    name, stream = peek_first_name(chunks(data, 7))
     assert name == first
     assert b"".join(stream) == data
 

@@ -25,11 +25,18 @@ EXISTING_DIR = pathlib.Path(os.environ["EXISTING_DIR"])
 def module_volume(volume_factory):
     return volume_factory.named(seed={"shared.txt": "module"})
 
+# Each test of the pair passes alone; the outer test checks that they shared one volume.
+def _record_module_volume(test, volume):
+    volume.seed({f"seen-by/{test}": test})
+    assert volume.read_text("shared.txt") == "module"
+    with open(os.environ["MODULE_RECORD"], "a") as f:
+        f.write(f"{test} {volume.name} {','.join(volume.files())}\n")
+
 def test_module_scope_a(module_volume):
-    module_volume.seed({"a": "1"})
+    _record_module_volume("a", module_volume)
 
 def test_module_scope_b(module_volume):
-    assert module_volume.files() == ["a", "shared.txt"]
+    _record_module_volume("b", module_volume)
 
 def test_given_name_labels_and_driver_opts(volume_factory, dockervol_client):
     vol = volume_factory.named(f"{FOREIGN}-mine", labels={"team": "db"},
@@ -149,6 +156,29 @@ def test_host_existing_dir_is_never_touched(volume_factory, run_container):
     assert c.logs() == b"print('hi')\n"
     vol.remove()
 
+def test_host_at_makes_a_new_directory_and_deletes_it(volume_factory, tmp_path):
+    vol = volume_factory.host_at(tmp_path / "mine")
+    vol.seed({"f": "x"})
+    with pytest.raises(HostPathError, match="exists already"):
+        volume_factory.host_at(tmp_path / "mine")
+    with pytest.raises(HostPathError, match="does not exist"):
+        volume_factory.host_at(tmp_path / "no" / "such")
+    assert vol.files() == ["f"]
+    vol.remove()
+    assert not (tmp_path / "mine").exists()
+
+def test_entries_list_types_modes_owners_and_links(named_volume, dockervol_client):
+    import stat
+    named_volume.seed({"d/f": SeedFile("xyz", mode=0o600)}, uid=999, gid=998, dir_mode=0o750)
+    entries = {e.path: e for e in named_volume.entries()}
+    assert sorted(entries) == ["d", "d/f"]
+    assert stat.S_ISDIR(entries["d"].mode) and stat.S_IMODE(entries["d"].mode) == 0o750
+    assert stat.S_ISREG(entries["d/f"].mode) and stat.S_IMODE(entries["d/f"].mode) == 0o600
+    assert entries["d/f"].size == 3
+    podman = "podman" in str(dockervol_client.version().get("Components")).lower()
+    owners = {(e.uid, e.gid) for e in entries.values()}
+    assert owners == ({(None, None)} if podman else {(999, 998)})
+
 def test_host_factory_seed_and_remove(volume_factory):
     vol = volume_factory.host(seed={"a/b.txt": "x"})
     assert vol.files() == ["a/b.txt"]
@@ -180,14 +210,20 @@ def test_factory_behaviour(
     (existing / "main.py").write_text("print('hi')\n")
     record = tmp_path / "record.txt"
     record.touch()
+    module_record = tmp_path / "module-record.txt"
     monkeypatch.setenv("FOREIGN_VOLUME", foreign.name)
     monkeypatch.setenv("EXISTING_DIR", str(existing))
     monkeypatch.setenv("RECORD", str(record))
+    monkeypatch.setenv("MODULE_RECORD", str(module_record))
     try:
         inner.pytester.makepyfile(test_inner=INNER)
         run = inner.run("-v", "-W", "error::pytest_dockervol.DockervolCleanupWarning")
-        run.result.assert_outcomes(passed=24)
+        run.result.assert_outcomes(passed=26)
         assert run.leftovers() == []
+        # The module-scoped volume was one volume for both tests: the second saw the first.
+        first, second = (line.split() for line in module_record.read_text().splitlines())
+        assert first[1] == second[1]
+        assert second[2].split(",") == ["seen-by/a", "seen-by/b", "shared.txt"]
         # Someone else's volume survives, and so does the directory the tests bound.
         assert client.volumes.get(foreign.name).attrs["Labels"] == {"owner": "someone-else"}
         assert (existing / "main.py").read_text() == "print('hi')\n"

@@ -7,14 +7,20 @@ import io
 import os
 import posixpath
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pytest_dockervol import NamedVolume, SeedError, SeedPathError, VolumeFactory
-from pytest_dockervol._archive import SeedPlan, build_seed_plan, check_relative_path
+from pytest_dockervol._seedplan import SeedPlan
+from pytest_dockervol._seeds import build_seed_plan, check_relative_path
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Names built from the pieces that matter: separators, dots, NUL/newlines, unicode.
 PIECES = st.sampled_from(
@@ -36,54 +42,99 @@ def _inside(name: str, *, root_ok: bool = False) -> bool:
     return full.startswith("/v/") or (root_ok and full == "/v")
 
 
-def _members(plan: SeedPlan) -> list[tarfile.TarInfo]:
+def _members(plan: SeedPlan) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
     data = b"".join(plan.tar_chunks())
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-        return tar.getmembers()
+        members = {}
+        for member in tar:
+            content = tar.extractfile(member) if member.isreg() else None
+            members[member.name] = (member, content.read() if content else None)
+    return members
 
 
-def _assert_contained(members: list[tarfile.TarInfo]) -> None:
-    names = set()
-    for member in members:
-        assert _inside(member.name), member.name
-        assert "\n" not in member.name
-        assert "\r" not in member.name
+def _assert_contained(plan: SeedPlan) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
+    """Every member stays inside the volume; returns the members for checks of landing."""
+    members = _members(plan)
+    names: set[str] = set()
+    for name, (member, _content) in members.items():
+        assert _inside(name), name
+        assert "\n" not in name
+        assert "\r" not in name
         if member.issym():
-            target = posixpath.join(posixpath.dirname(member.name), member.linkname)
+            target = posixpath.join(posixpath.dirname(name), member.linkname)
             assert not member.linkname.startswith("/"), member.linkname
-            assert _inside(target, root_ok=True), (member.name, member.linkname)
+            assert _inside(target, root_ok=True), (name, member.linkname)
         if member.islnk():
             assert member.linkname in names, "hard links point to earlier members only"
         assert member.type in (tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
-        names.add(member.name)
+        names.add(name)
+    return members
 
 
-@given(PATHS)
-def test_check_relative_path_accepts_only_paths_inside(path: str) -> None:
-    refusal: str | None = None
-    try:
-        normalized = check_relative_path(path)
-    except SeedPathError as exc:
-        refusal = str(exc)
-    if refusal is not None:
-        assert "\n" not in refusal
-        return
-    assert _inside(normalized)
-    assert normalized == posixpath.normpath(normalized)
-    assert not set(normalized) & {"\x00", "\n", "\r"}
+class Outcomes:
+    """Counts what a property test's examples did: a test whose examples were all refused
+    (or all accepted) would prove nothing about the other half."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.refused = 0
+
+    def attempt(self, check: Callable[[T], R], source: T) -> R | None:
+        """``check(source)``, or None if it refuses the source (with a one-line error)."""
+        refusal: str | None = None
+        try:
+            result = check(source)
+        except SeedError as exc:
+            refusal = str(exc)
+        if refusal is not None:
+            self.refused += 1
+            assert "\n" not in refusal.replace("\\n", "")  # one line (a repr'd \n is fine)
+            return None
+        self.accepted += 1
+        return result
+
+    def assert_both_seen(self) -> None:
+        assert self.accepted > 0, "no generated seed was accepted: the test proved nothing"
+        assert self.refused > 0, "no generated seed was refused: the hostile cases never ran"
 
 
-@given(st.dictionaries(PATHS, st.binary(max_size=8), min_size=1, max_size=5))
-def test_mapping_seeds_never_escape(mapping: dict[str, bytes]) -> None:
-    try:
-        plan = build_seed_plan(mapping)
-    except SeedError:
-        return
-    _assert_contained(_members(plan))
+def test_check_relative_path_accepts_only_paths_inside() -> None:
+    outcomes = Outcomes()
+
+    @given(PATHS)
+    def check(path: str) -> None:
+        normalized = outcomes.attempt(check_relative_path, path)
+        if normalized is None:
+            return
+        assert _inside(normalized)
+        assert normalized == posixpath.normpath(normalized)
+        assert not set(normalized) & {"\x00", "\n", "\r"}
+
+    check()
+    outcomes.assert_both_seen()
+
+
+def test_mapping_seeds_never_escape_and_land_where_they_say() -> None:
+    outcomes = Outcomes()
+
+    @given(st.dictionaries(PATHS | SAFE_PATHS, st.binary(max_size=8), min_size=1, max_size=5))
+    def check(mapping: dict[str, bytes]) -> None:
+        plan = outcomes.attempt(build_seed_plan, mapping)
+        if plan is None:
+            return
+        members = _assert_contained(plan)
+        for key, content in mapping.items():
+            member, landed = members[check_relative_path(key)]
+            assert member.isreg()
+            assert landed == content
+        assert plan.file_count == len(mapping)
+
+    check()
+    outcomes.assert_both_seen()
 
 
 MEMBER = st.tuples(
-    PATHS,
+    PATHS | SAFE_PATHS,
     st.sampled_from(
         [
             tarfile.REGTYPE,
@@ -95,53 +146,80 @@ MEMBER = st.tuples(
             tarfile.FIFOTYPE,
         ]
     ),
-    PATHS,
+    PATHS | SAFE_PATHS,
 )
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=150)
-@given(st.lists(MEMBER, min_size=1, max_size=6))
-def test_archive_seeds_never_escape(tmp_path: Path, members: list[tuple[str, bytes, str]]) -> None:
-    archive = tmp_path / "hostile.tar"
-    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+def test_archive_seeds_never_escape_and_land_where_they_say(tmp_path: Path) -> None:
+    outcomes = Outcomes()
+
+    @settings(max_examples=150)
+    @given(st.lists(MEMBER, min_size=1, max_size=6))
+    def check(members: list[tuple[str, bytes, str]]) -> None:
+        archive = tmp_path / "hostile.tar"
+        with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+            for name, kind, link in members:
+                assume("\x00" not in name and "\x00" not in link)  # tarfile cannot write these
+                info = tarfile.TarInfo(name)
+                info.type = kind
+                info.linkname = link
+                data = b"x" if kind == tarfile.REGTYPE else b""
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data) if data else None)
+        plan = outcomes.attempt(build_seed_plan, archive)
+        if plan is None:
+            return
+        landed = _assert_contained(plan)
         for name, kind, link in members:
-            assume("\x00" not in name and "\x00" not in link)  # tarfile cannot even write these
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.linkname = link
-            data = b"x" if kind == tarfile.REGTYPE else b""
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data else None)
-    refusal: str | None = None
-    try:
-        plan = build_seed_plan(archive)
-    except SeedError as exc:
-        refusal = str(exc)
-    if refusal is not None:
-        assert "\n" not in refusal.replace("\\n", "")
-        return
-    _assert_contained(_members(plan))
+            if posixpath.normpath(name) == ".":
+                continue  # the archive's own root
+            member, content = landed[check_relative_path(name)]
+            assert member.type == kind
+            if kind == tarfile.REGTYPE:
+                assert content == b"x"
+            if kind == tarfile.SYMTYPE:
+                assert member.linkname == link
+
+    check()
+    outcomes.assert_both_seen()
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
-@given(st.lists(st.tuples(SAFE_PATHS, PATHS), min_size=1, max_size=4))
-def test_directory_symlinks_never_escape(
-    tmp_path_factory: pytest.TempPathFactory, links: list[tuple[str, str]]
+def test_directory_symlinks_never_escape_and_land_where_they_say(
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    root = tmp_path_factory.mktemp("tree")
-    for name, target in links:
-        assume("\x00" not in target and target)
-        link = root / name
-        try:
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(target, link)
-        except (OSError, ValueError):
-            assume(False)
-    try:
-        plan = build_seed_plan(root)
-    except SeedError:
-        return
-    _assert_contained(_members(plan))
+    outcomes = Outcomes()
+
+    @settings(max_examples=60)
+    @given(st.lists(st.tuples(SAFE_PATHS, PATHS | SAFE_PATHS), min_size=1, max_size=4))
+    def check(links: list[tuple[str, str]]) -> None:
+        root = tmp_path_factory.mktemp("tree")
+        made: dict[str, str] = {}
+        for name, target in links:
+            assume("\x00" not in target and target)
+            # Never create a link below another: the first could lead the second out of root.
+            assume(
+                not any(
+                    name.startswith(f"{other}/") or other.startswith(f"{name}/") for other in made
+                )
+            )
+            link = root / name
+            try:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(target, link)
+            except (OSError, ValueError):
+                assume(False)
+            made[name] = target
+        plan = outcomes.attempt(build_seed_plan, root)
+        if plan is None:
+            return
+        landed = _assert_contained(plan)
+        for name, target in made.items():
+            member, _content = landed[name]
+            assert member.issym()
+            assert member.linkname == target
+
+    check()
+    outcomes.assert_both_seen()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,215 @@
+"""Seed sources and the path rules: a mapping, a host directory or a tar archive, checked in
+full and turned into a ``SeedPlan`` before anything touches a volume.
+
+Nothing here writes: a refused seed leaves every volume as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Union
+
+from ._errors import SeedPathError, SeedSourceError
+from ._seedplan import DIR, FILE, HARDLINK, SYMLINK, Entry, PlanBuilder, SeedPlan, open_host_file
+from ._tarstream import archive_members
+
+_SPECIAL = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device file"}
+
+
+@dataclass(frozen=True)
+class SeedFile:
+    """One file's content with optional per-file metadata, usable as a mapping value."""
+
+    content: str | bytes | os.PathLike[str]
+    mode: int | None = None
+
+
+#: A mapping seed: relative POSIX paths to contents (a host file by its path).
+SeedMapping = Mapping[str, Union[str, bytes, SeedFile, "os.PathLike[str]"]]
+#: What becomes a plan: a mapping, or the path of a host directory or tar archive.
+PlanSource = Union[SeedMapping, str, "os.PathLike[str]"]
+
+
+def check_relative_path(path: str) -> str:
+    """Return the normalized relative POSIX path or raise SeedPathError."""
+    if not isinstance(path, str):
+        raise SeedPathError(repr(path), "is not a string")
+    if not path:
+        raise SeedPathError(path, "is empty")
+    if "\0" in path:
+        raise SeedPathError(path, "contains a NUL byte")
+    if "\n" in path or "\r" in path:
+        raise SeedPathError(path, "contains a newline")
+    if path.startswith("/"):
+        raise SeedPathError(path, "is absolute")
+    norm = posixpath.normpath(path)
+    if norm == ".":
+        raise SeedPathError(path, "names the volume root itself, not a path inside it")
+    if norm == ".." or norm.startswith("../"):
+        raise SeedPathError(path, "escapes the volume")
+    return norm
+
+
+def _check_symlink(name: str, target: str) -> None:
+    """Refuse link targets that would point outside the seeded tree once extracted."""
+    if not target or "\0" in target or "\n" in target or "\r" in target:
+        raise SeedPathError(name, f"is a symbolic link with the invalid target {target!r}")
+    if target.startswith("/"):
+        raise SeedPathError(name, f"is a symbolic link to the absolute path {target!r}")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise SeedPathError(name, f"is a symbolic link to {target!r}, which escapes the seed")
+
+
+def _check_int(name: str, value: int | None, limit: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise SeedSourceError(f"{name} must be an int from 0 to {limit:#o}, not {value!r}")
+
+
+def build_seed_plan(
+    source: PlanSource,
+    *,
+    dest: str = "",
+    uid: int | None = None,
+    gid: int | None = None,
+    file_mode: int | None = None,
+    dir_mode: int | None = None,
+) -> SeedPlan:
+    """Validate everything up front (no side effects) and return a plan."""
+    for name, value, limit in (("uid", uid, 2**31 - 1), ("gid", gid, 2**31 - 1)):
+        _check_int(name, value, limit)
+    _check_int("file_mode", file_mode, 0o7777)
+    _check_int("dir_mode", dir_mode, 0o7777)
+    builder = PlanBuilder(check_relative_path(dest) if dest else "", uid, gid, dir_mode)
+    if isinstance(source, Mapping):
+        _plan_mapping(source, builder, file_mode)
+        return builder.plan(archive=None)
+    if not isinstance(source, (str, os.PathLike)):
+        raise SeedSourceError(
+            f"unsupported seed source of type {type(source).__name__}; pass a mapping of "
+            "relative paths to contents, a directory, or a tar archive path"
+        )
+    path = os.fsdecode(os.fspath(source))
+    if not os.path.lexists(path):
+        raise SeedSourceError(f"seed source {path!r} does not exist")
+    if os.path.isdir(path):
+        _plan_directory(path, "", builder, file_mode)
+        return builder.plan(archive=None)
+    if os.path.isfile(path):
+        _plan_archive(path, builder, file_mode)
+        return builder.plan(archive=path)
+    raise SeedSourceError(f"seed source {path!r} is neither a directory nor a file")
+
+
+def _plan_mapping(source: SeedMapping, builder: PlanBuilder, fmode: int | None) -> None:
+    seen: dict[str, str] = {}
+    for key in source:
+        norm = check_relative_path(key)
+        if norm in seen:
+            raise SeedPathError(key, f"duplicates seed path {seen[norm]!r} after normalization")
+        seen[norm] = key
+    for norm in sorted(seen, key=lambda n: n.split("/")):
+        key, value = seen[norm], source[seen[norm]]
+        mode = 0o644 if fmode is None else fmode
+        if isinstance(value, SeedFile):
+            _check_int(f"SeedFile.mode of {key!r}", value.mode, 0o7777)
+            mode = mode if value.mode is None else value.mode
+            value = value.content
+        entry = Entry(norm, FILE, mode, builder.uid or 0, builder.gid or 0, builder.now)
+        if isinstance(value, str):
+            entry.data = value.encode("utf-8", "surrogateescape")
+        elif isinstance(value, (bytes, bytearray)):
+            entry.data = bytes(value)
+        elif isinstance(value, os.PathLike):
+            entry.host_path = os.fsdecode(os.fspath(value))
+            try:
+                open_host_file(entry.host_path).close()
+            except SeedSourceError as e:
+                raise SeedSourceError(f"seed value for {key!r}: {e}") from None
+        else:
+            raise SeedSourceError(
+                f"seed value for {key!r} has unsupported type {type(value).__name__}; "
+                "use str, bytes, os.PathLike (a host file) or SeedFile"
+            )
+        builder.add(entry)
+
+
+def _plan_directory(root: str, rel: str, builder: PlanBuilder, fmode: int | None) -> None:
+    """Walk `root`/`rel` in sorted order, recording paths and stat info only."""
+    here = os.path.join(root, rel) if rel else root
+    try:
+        with os.scandir(here) as it:
+            items = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        raise SeedSourceError(f"cannot read seed directory {here!r}: {e.strerror}") from e
+    uid, gid = builder.uid or 0, builder.gid or 0
+    for item in items:
+        name = check_relative_path(f"{rel}/{item.name}" if rel else item.name)
+        try:
+            st = item.stat(follow_symlinks=False)
+            target = os.readlink(item.path) if stat.S_ISLNK(st.st_mode) else ""
+        except OSError as e:
+            raise SeedSourceError(f"cannot read seed path {item.path!r}: {e.strerror}") from e
+        entry = Entry(name, FILE, 0o644, uid, gid, int(st.st_mtime))
+        if stat.S_ISLNK(st.st_mode):
+            _check_symlink(name, target)
+            entry.kind, entry.mode, entry.linkname = SYMLINK, 0o777, target
+        elif stat.S_ISDIR(st.st_mode):
+            entry.kind, entry.mode = DIR, 0o755 if builder.dir_mode is None else builder.dir_mode
+        elif stat.S_ISREG(st.st_mode):
+            if not os.access(item.path, os.R_OK):
+                raise SeedSourceError(f"cannot read seed file {item.path!r}: permission denied")
+            entry.mode = 0o755 if st.st_mode & 0o111 else 0o644
+            entry.mode, entry.host_path = entry.mode if fmode is None else fmode, item.path
+        else:
+            what = _SPECIAL.get(stat.S_IFMT(st.st_mode), "device file")
+            raise SeedSourceError(
+                f"seed directory {root!r} contains the {what} {name!r}, which cannot be "
+                "seeded; seed from a directory holding only files, directories and symlinks"
+            )
+        builder.add(entry)
+        if entry.kind == DIR:
+            _plan_directory(root, name, builder, fmode)
+
+
+def _plan_archive(path: str, builder: PlanBuilder, fmode: int | None) -> None:
+    """First pass: headers only; the content is streamed later in a second pass."""
+    for index, (_tf, m) in enumerate(archive_members(path, stream=False)):
+        if m.isdir() and posixpath.normpath(m.name) == ".":
+            continue  # the archive's own root, "./"
+        name = check_relative_path(m.name)
+        uid = m.uid if builder.uid is None else builder.uid
+        gid = m.gid if builder.gid is None else builder.gid
+        entry = Entry(name, FILE, m.mode & 0o7777, uid, gid, m.mtime, from_archive=True)
+        if m.isreg():
+            entry.size, entry.member_index, entry.member_name = m.size, index, m.name
+        elif m.isdir():
+            entry.kind = DIR
+            entry.mode = entry.mode if builder.dir_mode is None else builder.dir_mode
+        elif m.issym():
+            _check_symlink(name, m.linkname)
+            entry.kind, entry.mode, entry.linkname = SYMLINK, 0o777, m.linkname
+        elif m.islnk():
+            why = f"is a hard link to {m.linkname!r}, which is not an earlier file in the seed"
+            try:
+                entry.kind, entry.linkname = HARDLINK, check_relative_path(m.linkname)
+            except SeedPathError:
+                raise SeedPathError(name, why) from None
+            found = builder.by_name.get(entry.linkname)
+            if found is None or found.kind not in (FILE, HARDLINK):
+                raise SeedPathError(name, why)
+        else:
+            what = "device file" if m.ischr() or m.isblk() else "FIFO" if m.isfifo() else ""
+            raise SeedSourceError(
+                f"seed archive {path!r} contains the {what or 'unsupported member'} "
+                f"{m.name!r}, which cannot be seeded; remove it from the archive"
+            )
+        if entry.kind in (FILE, HARDLINK) and fmode is not None:
+            entry.mode = fmode
+        builder.add(entry)

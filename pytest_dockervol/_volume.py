@@ -1,0 +1,175 @@
+"""The volume a test holds: seed it, attach it to containers, read it back, remove it.
+
+``Volume`` is what Docker volumes and host volumes share. ``adopt`` is the one way a new
+volume joins its session: cleanup is registered before the volume is filled, so a failed
+seed or copy never leaks it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar, Union
+
+from docker.types import Mount
+
+from ._errors import DockervolUsageError, VolumeRemovedError
+from ._owner import ResourceOwner
+from ._seedplan import SeedPlan
+from ._seeds import PlanSource, build_seed_plan
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+#: What ``seed()`` accepts: a mapping, a host directory or archive, or a callable.
+SeedSource = Union[PlanSource, Callable[["Volume"], object]]
+#: A seed checked before anything is created: a plan, or a callable run afterwards.
+PreparedSeed = Union[SeedPlan, Callable[["Volume"], object], None]
+
+V = TypeVar("V", bound="Volume")
+
+
+def prepare_seed(source: SeedSource | None) -> PreparedSeed:
+    """Refuse a bad seed before anything is created (a plan has no side effects), and
+    keep the plan: a directory is walked and an archive read once, not twice."""
+    __tracebackhide__ = True
+    if source is None or callable(source):
+        return source
+    return build_seed_plan(source)
+
+
+def adopt(owner: ResourceOwner, volume: V, seed: PreparedSeed = None) -> V:
+    """Register the new volume's removal with its owner, then fill it; if filling fails,
+    remove it and raise: the caller gets a complete volume or nothing is left."""
+    __tracebackhide__ = True
+    owner.register(volume)
+    if seed is None:
+        return volume
+    try:
+        volume.seed(seed)
+    except BaseException:
+        owner.finalize(volume)
+        raise
+    return volume
+
+
+def check_target(target: str) -> str:
+    if not isinstance(target, str) or not target.startswith("/"):
+        raise DockervolUsageError(
+            f"mount target {target!r} is not an absolute container path; use e.g. '/data'"
+        )
+    return target
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One path in a volume, as ``ls -l`` shows it."""
+
+    path: str  #: relative to the volume root
+    mode: int  #: ``st_mode``: the file type bits and the permissions
+    uid: int | None  #: None where the engine does not say (Podman's archives)
+    gid: int | None
+    size: int
+    link: str = ""  #: a symbolic link's target
+
+
+class Volume(abc.ABC):
+    """A volume a test can seed, attach to containers, read back and remove."""
+
+    kind: str
+    #: How containers mount it: a Docker volume by name, a host directory as a bind.
+    mount_type: Literal["volume", "bind"] = "volume"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._removed = False
+
+    def __repr__(self) -> str:
+        state = " removed" if self._removed else ""
+        return f"<{type(self).__name__} {self.name}{state}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    @property
+    def removed(self) -> bool:
+        return self._removed
+
+    def _check_alive(self) -> None:
+        if self._removed:
+            raise VolumeRemovedError(self.name)
+
+    def seed(
+        self,
+        source: SeedSource | SeedPlan,
+        *,
+        dest: str = "",
+        uid: int | None = None,
+        gid: int | None = None,
+        file_mode: int | None = None,
+        dir_mode: int | None = None,
+    ) -> Self:
+        """Copy files in: a mapping of path -> content, a host directory, a tar archive, or a
+        callable that receives the volume. Everything is validated before anything is written
+        (a ``SeedPlan`` is a seed validated already: see ``prepare_seed``)."""
+        __tracebackhide__ = True
+        self._check_alive()
+        if callable(source):
+            if dest or uid is not None or gid is not None or file_mode or dir_mode:
+                raise DockervolUsageError(
+                    "seed(callable) takes no dest/uid/gid/file_mode/dir_mode: the callable "
+                    "seeds the volume itself; pass them to the seed() calls it makes"
+                )
+            source(self)
+            return self
+        if not isinstance(source, SeedPlan):
+            source = build_seed_plan(
+                source, dest=dest, uid=uid, gid=gid, file_mode=file_mode, dir_mode=dir_mode
+            )
+        self._write_plan(source)
+        return self
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        __tracebackhide__ = True
+        return self.read_bytes(path).decode(encoding)
+
+    def volumes_dict(self, target: str, *, read_only: bool = False) -> dict[str, dict[str, str]]:
+        """An entry for ``containers.run(volumes=...)``."""
+        self._check_alive()
+        mode = "ro" if read_only else "rw"
+        return {self.name: {"bind": check_target(target), "mode": mode}}
+
+    def cli_spec(self, target: str, *, read_only: bool = False) -> str:
+        """The argument of ``docker run -v``."""
+        source, options = next(iter(self.volumes_dict(target, read_only=read_only).items()))
+        return f"{source}:{options['bind']}:{options['mode']}"
+
+    def mount(self, target: str, *, read_only: bool = False) -> Mount:
+        """A ``docker.types.Mount`` for ``containers.run(mounts=[...])``."""
+        self._check_alive()
+        return Mount(check_target(target), self.name, type=self.mount_type, read_only=read_only)
+
+    @abc.abstractmethod
+    def _write_plan(self, plan: SeedPlan) -> None:
+        """Write a checked seed plan into the volume."""
+
+    @abc.abstractmethod
+    def read_bytes(self, path: str) -> bytes:
+        """The content of one regular file in the volume."""
+
+    @abc.abstractmethod
+    def files(self) -> list[str]:
+        """Sorted relative POSIX paths of the regular files in the volume."""
+
+    @abc.abstractmethod
+    def entries(self) -> Iterator[Entry]:
+        """Every path in the volume with its type, mode, owner and size, as ``ls -lR``
+        would list them (the failure report shows these); lazily."""
+
+    @abc.abstractmethod
+    def remove(self) -> None:
+        """Remove the volume now (the end of the test or session would otherwise do it)."""

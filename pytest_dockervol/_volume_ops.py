@@ -1,0 +1,311 @@
+"""What the engine does to one Docker volume, by its name: create it with proof that it is
+new, find who uses it, remove it with this run's containers, empty it by creating it again,
+and stream its files into another volume.
+
+No volume objects here: these are the engine-side steps that ``_docker_volume`` composes,
+and the helper container through which a volume is read and written.
+Copies go through Docker's archive API on never-started helper containers, so nothing is
+pulled and nothing runs in a volume; the stream is checked as it passes and never held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import docker.errors
+from docker.types import Mount
+
+from ._engine import HELPER_MOUNT_POINT, Engine, describe_containers, refused_as, short_reason
+from ._errors import (
+    CleanupError,
+    DockervolUsageError,
+    VolumeCopyError,
+    VolumeExistsError,
+    VolumeInUseError,
+    VolumeRemovedError,
+)
+from ._identity import (
+    ANONYMOUS_VOLUME_LABEL,
+    LABEL_CREATOR,
+    LABEL_KIND,
+    LABEL_NONCE,
+    LABEL_RUN,
+    RunIdentity,
+)
+from ._tarstream import checked_archive, holds_only_root, peek_first_name
+
+_RUNNING = {"running", "paused", "restarting"}
+_STOP_FIRST = (
+    "stop and remove those containers first (container.remove(force=True)), "
+    "restore, then start new ones on the volume"
+)
+
+
+def create_volume(
+    engine: Engine,
+    name: str,
+    *,
+    labels: dict[str, str],
+    run_id: str,
+    driver: str | None = None,
+    driver_opts: dict[str, str] | None = None,
+) -> None:
+    """Create ``name``; refuse (VolumeExistsError) a name that exists already.
+
+    Docker answers a create of an existing name with the old volume: a fresh nonce label
+    on the answer is the proof that this call made it.
+    """
+    nonce = uuid.uuid4().hex
+    with refused_as(f"create volume {name}", "check the driver and driver_opts"):
+        created = engine.api.create_volume(
+            name,
+            driver=driver or "local",
+            driver_opts=driver_opts or {},
+            labels={**labels, LABEL_NONCE: nonce},
+        )
+    answered = created.get("Labels") if isinstance(created, dict) else None
+    if answered is None:
+        answered = engine.api.inspect_volume(name).get("Labels") or {}
+    if answered.get(LABEL_NONCE) != nonce:
+        same_run = answered.get(LABEL_RUN) == run_id
+        raise VolumeExistsError(name, answered.get(LABEL_CREATOR, "?") if same_run else None)
+
+
+def labels_of(engine: Engine, name: str) -> dict[str, str]:
+    """The volume's labels; a volume removed behind the plugin's back is VolumeRemovedError."""
+    try:
+        info = engine.api.inspect_volume(name)
+    except docker.errors.NotFound:
+        raise VolumeRemovedError(name) from None
+    return dict(info.get("Labels") or {})
+
+
+def remove_with_own_users(engine: Engine, identity: RunIdentity, name: str) -> None:
+    """Remove the volume. If it is in use (409), remove this run's containers that use it
+    (other workers' helpers, test containers whose teardown comes later) and retry: the
+    common case costs one request. Anything else still using it is named in a CleanupError.
+    """
+    api = engine.api
+    try:
+        try:
+            api.remove_volume(name)
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+        for container in engine.containers_using(name, label=f"{LABEL_RUN}={identity.run_id}"):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True, v=True)
+        api.remove_volume(name)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        users = engine.containers_using(name)
+        why = str(exc.explanation or exc)
+        if users:
+            why = (
+                "still in use by container(s) not created by pytest-dockervol: "
+                f"{describe_containers(users)}; remove those containers at the end of the test"
+            )
+        raise CleanupError("volume", name, why) from None
+
+
+def refuse_running_users(engine: Engine, name: str, action: str) -> None:
+    """A copy of a volume a running container writes to (a live database) is inconsistent."""
+    running = [c for c in engine.containers_using(name) if c.get("State") in _RUNNING]
+    if running:
+        raise VolumeInUseError(
+            name,
+            action,
+            "container(s) " + describe_containers(running),
+            "stop them first (container.stop()) so the files are consistent, or pass "
+            "allow_running=True to copy a volume that may change while it is copied",
+        )
+
+
+def _is_own_helper(container: dict[str, Any], identity: RunIdentity) -> bool:
+    labels = container.get("Labels") or {}
+    return identity.owns(labels) and labels.get(LABEL_KIND) == "helper"
+
+
+def recreate_empty(
+    engine: Engine, identity: RunIdentity, name: str, *, kind: str, creator: str
+) -> dict[str, Any]:
+    """Empty the volume the only way the archive API allows: remove it and create it again
+    with the same name, driver, options and labels. Refused unless it is this run's and no
+    container but this run's helpers uses it. Returns the volume's inspect data."""
+    api = engine.api
+    try:
+        info: dict[str, Any] = api.inspect_volume(name)
+    except docker.errors.NotFound:
+        raise VolumeRemovedError(name) from None
+    labels: dict[str, str] = dict(info.get("Labels") or {})
+    users = engine.containers_using(name)
+    # Podman labels no anonymous volume: this run's helper anchoring it is the proof, and
+    # the volume made again carries the labels Docker would have given it.
+    anchored = any(_is_own_helper(c, identity) for c in users)
+    if engine.is_podman and kind == "anonymous" and not labels and anchored:
+        labels = {**identity.labels("anonymous", creator), ANONYMOUS_VOLUME_LABEL: ""}
+    if not identity.owns(labels):
+        raise DockervolUsageError(
+            f"volume {name} is not labelled as this run's; "
+            "only volumes this test run created can be restored"
+        )
+    foreign = [c for c in users if not _is_own_helper(c, identity)]
+    if foreign:
+        raise VolumeInUseError(
+            name, "restore", "container(s) " + describe_containers(foreign), _STOP_FIRST
+        )
+    for helper in users:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(helper["Id"], force=True)
+    try:
+        api.remove_volume(name)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError:  # a container started since we looked
+        users = engine.containers_using(name)
+        if users:
+            raise VolumeInUseError(
+                name, "restore", "container(s) " + describe_containers(users), _STOP_FIRST
+            ) from None
+        raise
+    create_volume(
+        engine,
+        name,
+        labels={k: v for k, v in labels.items() if k != LABEL_NONCE},
+        run_id=identity.run_id,
+        driver=info.get("Driver"),
+        driver_opts=info.get("Options"),
+    )
+    return info
+
+
+def keeps_data(info: dict[str, Any]) -> bool:
+    """Whether removing the volume may leave its files: the local driver deletes them,
+    unless it mounts a device or a bind (``device`` option); other drivers may keep them."""
+    return info.get("Driver") != "local" or "device" in (info.get("Options") or {})
+
+
+class VolumeHelper:
+    """The never-started container through which one volume's files are read and written,
+    made on first use. It mounts the volume at ``/v`` and exists only for archive calls."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        volume: str,
+        identity: RunIdentity,
+        creator: str,
+        *,
+        container: str | None = None,
+        tmpfs: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.volume = volume
+        self._identity = identity
+        self._creator = creator
+        self._container = container
+        #: A local tmpfs volume holds files only while some container has it mounted: the
+        #: engine mounts a fresh, empty tmpfs for each archive call of a never-started helper.
+        self._tmpfs = tmpfs
+
+    @property
+    def container(self) -> str:
+        """The helper's id, created now if this process has none."""
+        if self._tmpfs:
+            raise DockervolUsageError(
+                f"volume {self.volume} is a tmpfs volume: its files live only while a running "
+                "container mounts it, so it cannot be seeded or read from outside; seed it "
+                "from the container that uses it, or use a volume without type=tmpfs"
+            )
+        if self._container is None:
+            if self.engine.is_podman and self._podman_mounts_it():
+                # Podman mounts such a volume only for a running container: the archive API
+                # of a never-started helper would read and write the directory beneath it.
+                raise DockervolUsageError(
+                    f"volume {self.volume} has a driver or mount options (type, device), which "
+                    "Podman mounts only for a running container: its archive API cannot seed "
+                    "or read it; seed it from a container you run, or drop driver_opts"
+                )
+            mount = Mount(HELPER_MOUNT_POINT, self.volume, type="volume", no_copy=True)
+            labels = self._identity.labels("helper", self._creator)
+            self._container = self.engine.create_helper(mount, labels)
+        return self._container
+
+    def _podman_mounts_it(self) -> bool:
+        """Whether Podman mounts the volume (a driver, or local options naming a file system)."""
+        info = self.engine.api.inspect_volume(self.volume)
+        options = info.get("Options") or {}
+        return info.get("Driver", "local") != "local" or bool({"type", "device"} & set(options))
+
+    def drop(self, *, with_anonymous_volume: bool = False) -> None:
+        """Remove the helper container, if this process made one (made again when needed).
+        An anonymous volume's helper is its anchor: ``with_anonymous_volume`` removes the
+        volume with it (``docker rm -v``), else the volume stays."""
+        if self._container is not None:  # ours by construction: no need to look it up
+            with contextlib.suppress(docker.errors.NotFound):
+                self.engine.api.remove_container(
+                    self._container, force=True, v=with_anonymous_volume
+                )
+            self._container = None
+
+    def get_archive(self, inner: str = "") -> Iterator[bytes]:
+        """A tar stream of ``inner`` (a checked relative path; "" for the whole volume)."""
+        path = f"{HELPER_MOUNT_POINT}/{inner}".rstrip("/")
+        return self.engine.get_archive(self.container, path)
+
+    def put_archive(self, chunks: Iterable[bytes]) -> None:
+        """Extract a tar stream, whose names are relative to the volume root, into it."""
+        self.engine.api.put_archive(self.container, HELPER_MOUNT_POINT, chunks)
+
+    def holds_only_root(self) -> bool:
+        """Whether the volume holds nothing but its root directory."""
+        stream = self.get_archive()
+        try:
+            return holds_only_root(stream)
+        finally:
+            close_stream(stream)
+
+
+def copy_files(source: VolumeHelper, target: VolumeHelper) -> None:
+    """Stream the files of ``source``'s volume into ``target``'s (which should be empty),
+    chunk by chunk, checking every member on the way.
+
+    Docker names the members after the directory asked for (``v``, ``v/x``), and its
+    extraction skips a ``.`` member: a stripped stream would lose the owner and mode of
+    the volume's root directory (a PGDATA's 0700, uid 999). So Docker's stream is
+    extracted at ``/`` of the target helper, where ``v`` is the volume root, metadata
+    included. Podman 4 names them ``""`` and ``/x``, below the mount point, so its stream
+    is extracted at the mount point itself (at ``/`` it would land beside the volume).
+    Owners, modes, set-id bits, symlinks (dangling ones too), hard links, empty directories
+    and extended attributes arrive as the engine wrote them; sparse files arrive dense.
+    """
+    names = {"source": source.volume, "target": target.volume}
+    try:
+        stream = source.get_archive()
+    except docker.errors.APIError as exc:
+        why = f"the engine refused to read it ({short_reason(exc)})"
+        raise VolumeCopyError(why=why, **names) from None
+    try:
+        first, chunks = peek_first_name(stream)
+        below_mount_point = first is not None and (first == "" or first.startswith("/"))
+        root = "" if below_mount_point else HELPER_MOUNT_POINT.strip("/")
+        dest = HELPER_MOUNT_POINT if below_mount_point else "/"
+        checked = checked_archive(chunks, root=root, **names)
+        target.engine.api.put_archive(target.container, dest, checked)
+    except docker.errors.APIError as exc:
+        why = f"the engine refused to write it ({short_reason(exc)})"
+        raise VolumeCopyError(why=why, **names) from None
+    finally:
+        close_stream(stream)
+
+
+def close_stream(stream: object) -> None:
+    """Give an archive stream's connection back, whether or not it was read to the end."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
