@@ -212,10 +212,7 @@ class DockerVolume(Volume):
                 f"volume {self.name} is the snapshot's own storage; restore the volume "
                 "the snapshot was taken of"
             )
-        self._helper.drop()
-        info = recreate_empty(
-            self._engine, self._identity, self.name, kind=self.kind, creator=self._creator
-        )
+        info = recreate_empty(self._helper, kind=self.kind)
         if keeps_data(info) and not self._helper.holds_only_root():
             raise VolumeCopyError(
                 snapshot.name,

@@ -131,12 +131,11 @@ def _is_own_helper(container: dict[str, Any], identity: RunIdentity) -> bool:
     return identity.owns(labels) and labels.get(LABEL_KIND) == "helper"
 
 
-def recreate_empty(
-    engine: Engine, identity: RunIdentity, name: str, *, kind: str, creator: str
-) -> dict[str, Any]:
-    """Empty the volume the only way the archive API allows: remove it and create it again
-    with the same name, driver, options and labels. Refused unless it is this run's and no
-    container but this run's helpers uses it. Returns the volume's inspect data."""
+def recreate_empty(helper: VolumeHelper, *, kind: str) -> dict[str, Any]:
+    """Empty the helper's volume the only way the archive API allows: remove it and create
+    it again with the same name, driver, options and labels. Refused unless it is this
+    run's and no container but this run's helpers uses it. Returns its inspect data."""
+    engine, name, identity = helper.engine, helper.volume, helper._identity
     api = engine.api
     try:
         info: dict[str, Any] = api.inspect_volume(name)
@@ -148,7 +147,7 @@ def recreate_empty(
     # the volume made again carries the labels Docker would have given it.
     anchored = any(_is_own_helper(c, identity) for c in users)
     if engine.is_podman and kind == "anonymous" and not labels and anchored:
-        labels = {**identity.labels("anonymous", creator), ANONYMOUS_VOLUME_LABEL: ""}
+        labels = {**identity.labels("anonymous", helper._creator), ANONYMOUS_VOLUME_LABEL: ""}
     if not identity.owns(labels):
         raise DockervolUsageError(
             f"volume {name} is not labelled as this run's; "
@@ -159,9 +158,10 @@ def recreate_empty(
         raise VolumeInUseError(
             name, "restore", "container(s) " + describe_containers(foreign), _STOP_FIRST
         )
-    for helper in users:
+    for own_helper in users:  # never with v=True: an anonymous volume goes with its anchor
         with contextlib.suppress(docker.errors.NotFound):
-            api.remove_container(helper["Id"], force=True)
+            api.remove_container(own_helper["Id"], force=True)
+    helper._container = None  # removed just now with the others; made again when needed
     try:
         api.remove_volume(name)
     except docker.errors.NotFound:
