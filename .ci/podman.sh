@@ -97,6 +97,15 @@ service_pid() {
     fi
 }
 
+# conmon inherits the service's working directory and cannot start a container once that
+# directory is gone (a deleted checkout): such a service is restarted, and new ones run in /.
+pid="$(service_pid)"
+if [[ -n "$pid" ]] && [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null || true)" == *" (deleted)" ]]; then
+    log "podman service (pid $pid) runs in a deleted directory; restarting it"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+fi
+
 if answers; then
     log "podman service already answers at $SOCK"
 else
@@ -109,7 +118,7 @@ else
         echo "---- $(date -u +%FT%TZ) .ci/podman.sh: podman system service --time=0 unix://$SOCK" >>"$LOG"
         # setsid + every fd on the log or /dev/null: the service survives this script
         # and never holds a CI output pipe open.
-        setsid nohup podman system service --time=0 "unix://$SOCK" >>"$LOG" 2>&1 </dev/null &
+        (cd / && exec setsid nohup podman system service --time=0 "unix://$SOCK" >>"$LOG" 2>&1 </dev/null) &
         pid=$!
         disown "$pid" 2>/dev/null || true
         echo "$pid" >"$PIDFILE"

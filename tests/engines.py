@@ -51,9 +51,17 @@ class PrivateEngine:
 
     def start(self) -> None:
         """Idempotent: reuse a running one; wait until it answers; load the test images."""
+        if self.pid is not None and self._runs_in_a_deleted_directory():
+            self.stop()  # started by an older suite from a test's directory, since deleted
         if self.pid is None or not self.answers():
             self._launch()
         self._load_images()
+
+    def _runs_in_a_deleted_directory(self) -> bool:
+        try:
+            return os.readlink(f"/proc/{self.pid}/cwd").endswith(" (deleted)")
+        except OSError:
+            return False
 
     def _launch(self) -> None:
         BASE.mkdir(parents=True, exist_ok=True)
@@ -77,6 +85,7 @@ class PrivateEngine:
             stdout=log,
             stderr=log,
             start_new_session=True,
+            cwd="/",  # never a test's directory, which goes away while the daemon lives
         )
         deadline = time.monotonic() + 60
         while not self.answers():
