@@ -76,19 +76,15 @@ class DockerVolume(Volume):
         super().__init__(name)
         self._owner = owner
         self._engine = engine
-        self._identity = owner.identity
         self._helper = VolumeHelper(
             engine, name, owner.identity, creator, container=helper_id, tmpfs=tmpfs
         )
-        self._creator = creator
-        self._direct: DirectTarget | None = None
+        self._direct = DirectTarget(engine, name, self.read_bytes)
 
     # -- content --------------------------------------------------------------------------
 
     def _write_plan(self, plan: SeedPlan) -> None:
         __tracebackhide__ = True
-        if self._direct is None:
-            self._direct = DirectTarget(self._engine, self.name, self.read_bytes)
         directory = self._direct.directory()
         if directory is not None:
             plan.write_to(directory)
@@ -144,10 +140,10 @@ class DockerVolume(Volume):
         except docker.errors.NotFound:
             self._removed = True  # e.g. an anonymous volume removed with its anchor (v=True)
             return
-        if not self._identity.owns(labels):
+        if not self._owner.identity.owns(labels):
             self._removed = True
             raise CleanupError("volume", self.name, "it is no longer labelled as this run's")
-        remove_with_own_users(self._engine, self._identity, self.name)
+        remove_with_own_users(self._engine, self._owner.identity, self.name)
         self._removed = True
 
     # -- copies ---------------------------------------------------------------------------

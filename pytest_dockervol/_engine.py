@@ -81,7 +81,8 @@ def refused_as(action: str, fix: str) -> Iterator[None]:
         raise EngineRefusedError(action, explanation, fix) from None
 
 
-#: What an engine call can raise besides our own errors: teardown reports them, never crashes.
+#: What a call to the engine can raise, our own errors included: teardown reports these
+#: instead of crashing the session.
 ENGINE_ERRORS: tuple[type[BaseException], ...] = (
     DockervolError,
     docker.errors.DockerException,

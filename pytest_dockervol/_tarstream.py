@@ -10,6 +10,7 @@ both shapes.
 from __future__ import annotations
 
 import io
+import itertools
 import posixpath
 import tarfile
 import zlib
@@ -194,12 +195,7 @@ def peek_first_name(chunks: Iterable[bytes]) -> tuple[str | None, Iterator[bytes
         first = open_stream(recording()).next()
     except tarfile.TarError:
         first = None  # checked_archive says what is wrong with the stream
-    return (first.name if first is not None else None), _chain(seen, source)
-
-
-def _chain(head: list[bytes], tail: Iterator[bytes]) -> Iterator[bytes]:
-    yield from head
-    yield from tail
+    return (first.name if first is not None else None), itertools.chain(seen, source)
 
 
 # -- checking a stream as it passes from one volume to another ---------------------------------

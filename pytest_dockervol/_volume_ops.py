@@ -258,9 +258,10 @@ class VolumeHelper:
         path = f"{HELPER_MOUNT_POINT}/{inner}".rstrip("/")
         return self.engine.get_archive(self.container, path)
 
-    def put_archive(self, chunks: Iterable[bytes]) -> None:
-        """Extract a tar stream, whose names are relative to the volume root, into it."""
-        self.engine.api.put_archive(self.container, HELPER_MOUNT_POINT, chunks)
+    def put_archive(self, chunks: Iterable[bytes], *, at: str = HELPER_MOUNT_POINT) -> None:
+        """Extract a tar stream at ``at``: by default the volume root, so its names are
+        relative to it; at ``/`` a stream whose root member is ``v`` (see copy_files)."""
+        self.engine.api.put_archive(self.container, at, chunks)
 
     def holds_only_root(self) -> bool:
         """Whether the volume holds nothing but its root directory."""
@@ -296,7 +297,7 @@ def copy_files(source: VolumeHelper, target: VolumeHelper) -> None:
         root = "" if below_mount_point else HELPER_MOUNT_POINT.strip("/")
         dest = HELPER_MOUNT_POINT if below_mount_point else "/"
         checked = checked_archive(chunks, root=root, **names)
-        target.engine.api.put_archive(target.container, dest, checked)
+        target.put_archive(checked, at=dest)
     except docker.errors.APIError as exc:
         why = f"the engine refused to write it ({short_reason(exc)})"
         raise VolumeCopyError(why=why, **names) from None

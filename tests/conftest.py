@@ -13,6 +13,7 @@ import docker
 import docker.errors
 import pytest
 
+from pytest_dockervol._engine import container_name
 from pytest_dockervol._identity import LABEL_RUN
 
 IMAGE = os.environ.get("DOCKERVOL_IMAGE", "pytest-dockervol-test/busybox:latest")
@@ -56,8 +57,7 @@ def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
     # The low-level list: containers.list() inspects each one, which fails for a container
     # removed meanwhile (Podman answers 500, not 404, while the watchdog reaps).
     found += [
-        f"container {c['Names'][0].lstrip('/') if c.get('Names') else c['Id'][:12]}"
-        for c in client.api.containers(all=True, filters=label)
+        f"container {container_name(c)}" for c in client.api.containers(all=True, filters=label)
     ]
     return found
 

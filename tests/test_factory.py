@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
+import docker
+import docker.errors
 import pytest
 from conftest import InnerPytest
+
+from pytest_dockervol import ContainerRunner, VolumeFactory
+from pytest_dockervol._identity import RunIdentity
+from pytest_dockervol._options import Settings
 
 INNER = r"""
 import io, os, tarfile, pathlib
@@ -233,3 +242,40 @@ def test_factory_behaviour(
         assert anonymous[0] not in names, "run_container must remove anonymous volumes (v=True)"
     finally:
         foreign.remove()
+
+
+def _volume_of_a_dead_run(client: docker.DockerClient) -> str:
+    """A volume labelled by a run of this machine and pid namespace whose process is gone."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = RunIdentity(run_id=uuid.uuid4().hex, worker="main", session_pid=finished.pid)
+    name = f"pdv-deadrun-{dead.short_run}"
+    client.volumes.create(name=name, labels=dead.labels("named", "test"))
+    return name
+
+
+@pytest.mark.parametrize("reap", [True, False], ids=["reaps", "leaves"])
+def test_reap_on_connect_decides_whether_a_new_factory_sweeps_dead_runs(
+    docker_client: docker.DockerClient, reap: bool
+) -> None:
+    """What a session does when it first connects (reap), and what the benchmark asks
+    for on a shared engine (leave): the same factory, one switch."""
+    name = _volume_of_a_dead_run(docker_client)
+    factory = VolumeFactory(Settings(), RunIdentity.new(), reap_on_connect=reap, _ispytest=True)
+    try:
+        assert factory.engine.describe()
+        left = {v.name for v in docker_client.volumes.list(filters={"name": name})}
+        assert (name in left) is not reap
+        assert any(line.startswith("run ") for line in factory.reaped_lines) is reap
+    finally:
+        factory.close()
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.volumes.get(name).remove()
+
+
+def test_factory_and_runner_warn_when_made_by_hand() -> None:
+    """They come from fixtures (volume_factory, run_container), as pytest's own do."""
+    with pytest.warns(pytest.PytestDeprecationWarning, match="private pytest-dockervol"):
+        factory = VolumeFactory(Settings(), RunIdentity.new())
+    with pytest.warns(pytest.PytestDeprecationWarning, match="private pytest-dockervol"):
+        ContainerRunner(factory)
