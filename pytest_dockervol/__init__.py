@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from ._anonymous import AnonymousVolume
+from ._cache import CachedVolume
 from ._containers import ContainerRunner
-from ._docker_volume import AnonymousVolume, DockerVolume, NamedVolume, Snapshot
+from ._docker_volume import DockerVolume, NamedVolume, Snapshot
 from ._errors import (
+    CacheBuildError,
     CleanupError,
+    ClonesAliveError,
     DockervolCleanupWarning,
     DockervolError,
     DockervolUsageError,
@@ -34,7 +38,10 @@ from ._volume import Entry, Volume
 
 __all__ = [
     "AnonymousVolume",
+    "CacheBuildError",
+    "CachedVolume",
     "CleanupError",
+    "ClonesAliveError",
     "ContainerRunner",
     "DockerVolume",
     "DockervolCleanupWarning",

@@ -3,6 +3,8 @@
 pytest-dockervol ls [--size]           what is there, per run, and whether it is over
 pytest-dockervol rm                    remove the runs that are over (what a new run does)
 pytest-dockervol rm --run ID [--force] remove one run's resources (kept ones included)
+pytest-dockervol ls --cache            the golden cache: key, size, age, last use
+pytest-dockervol rm --cache [KEY]      remove cache entries (of KEY) that no live run uses
 """
 
 from __future__ import annotations
@@ -12,9 +14,17 @@ import sys
 import time
 from typing import Any
 
+from ._cache_store import list_entries, remove_entry
 from ._engine import Engine
 from ._errors import DockervolError
-from ._identity import LABEL_KIND, LABEL_WORKER, RunIdentity
+from ._identity import (
+    LABEL_CLONE_OF,
+    LABEL_KIND,
+    LABEL_LAYER,
+    LABEL_SNAPSHOT_OF,
+    LABEL_WORKER,
+    RunIdentity,
+)
 from ._lease import forget_run_state, lease_state
 from ._reaper import RunSummary, group_by_run, list_resources, reap_run, verdict
 
@@ -62,9 +72,61 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
             print(
                 f"  {r.kind:9} {r.labels.get(LABEL_KIND, ''):9} "
                 f"{r.labels.get(LABEL_WORKER, '?'):5} {_age(now - r.created):>6}  "
-                f"{r.name[:64]}{size_text}"
+                f"{r.name[:64]}{size_text}{_relation(r.labels)}"
             )
     return 0
+
+
+def _relation(labels: dict[str, str]) -> str:
+    """What a volume is a copy of: ``clone of X (copy-on-write, layer L)``."""
+    source = labels.get(LABEL_CLONE_OF) or labels.get(LABEL_SNAPSHOT_OF)
+    if not source:
+        return ""
+    what = "clone" if LABEL_CLONE_OF in labels else "snapshot"
+    layer = labels.get(LABEL_LAYER)
+    how = f" (copy-on-write, layer {layer})" if layer else ""
+    return f"  {what} of {source}{how}"
+
+
+def cmd_ls_cache(engine: Engine, args: argparse.Namespace) -> int:
+    entries = list_entries(engine.api)
+    if not entries:
+        print("the golden cache is empty on", engine.describe())
+        return 0
+    sizes = _sizes(engine.api) if args.size else {}
+    now = time.time()
+    print(f"{'key':24} {'size':>9} {'age':>6} {'used':>6}  state     volume")
+    for entry in entries:
+        size = sizes.get(entry.name, -1)
+        size_text = f"{size / 1e6:.1f} MB" if size >= 0 else "-"
+        state = "complete" if entry.complete else "building"
+        used = _age(now - entry.last_used) if entry.complete else "-"
+        print(
+            f"{entry.key[:24]:24} {size_text:>9} {_age(now - entry.created):>6} {used:>6}  "
+            f"{state:9} {entry.name}"
+        )
+    return 0
+
+
+def cmd_rm_cache(engine: Engine, args: argparse.Namespace) -> int:
+    """Complete entries (of the key given) that no live run uses; building ones are left
+    to their runs (a dead run's are reaped with it)."""
+    failed = 0
+    chosen = [
+        e
+        for e in list_entries(engine.api)
+        if e.complete and (args.key is None or args.key in (e.key, e.digest))
+    ]
+    for entry in chosen:
+        why_not = remove_entry(engine, entry)
+        if why_not is None:
+            print(f"removed cache entry {entry.key!r} ({entry.name})")
+        else:
+            print(f"kept cache entry {entry.key!r} ({entry.name}): {why_not}")
+            failed += 1
+    if not chosen:
+        print("no cache entry matched" if args.key else "the golden cache is empty")
+    return 1 if failed else 0
 
 
 def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
@@ -104,9 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     ls = sub.add_parser("ls", help="list resources per run")
     ls.add_argument("--size", action="store_true", help="show volume sizes (asks the engine's df)")
+    ls.add_argument("--cache", action="store_true", help="list the golden cache instead")
     rm = sub.add_parser("rm", help="remove runs that are over, or the runs named")
     rm.add_argument("--run", action="append", default=[], metavar="ID", help="a run id (repeat)")
     rm.add_argument("--force", action="store_true", help="with --run: even if it is running")
+    rm.add_argument(
+        "--cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="KEY",
+        help="remove golden-cache entries (all, or KEY's) that no live run uses",
+    )
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["ls", *(argv or [])])
@@ -116,5 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pytest-dockervol: {exc}", file=sys.stderr)
         return 2
     if args.command == "rm":
+        if args.cache is not None:
+            args.key = args.cache or None
+            return cmd_rm_cache(engine, args)
         return cmd_rm(engine, args)
+    if getattr(args, "cache", False):
+        return cmd_ls_cache(engine, args)
     return cmd_ls(engine, args)

@@ -9,45 +9,48 @@ the host's disk.
 
 from __future__ import annotations
 
-import re
-import stat
-import tarfile
+import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import docker.errors
-from docker.types import DriverConfig, Mount
 
+from ._cow import (
+    CannotLayer,
+    layer_plan,
+    layering_of,
+    lower_dirs,
+    needs_labels,
+    overlay_options,
+)
 from ._direct import DirectTarget
-from ._engine import HELPER_MOUNT_POINT, Engine, refused_as
+from ._engine import Engine
 from ._errors import (
     CleanupError,
     DockervolUsageError,
-    EngineRefusedError,
-    VolumeCopyError,
-    VolumeReadError,
     VolumeRemovedError,
 )
 from ._identity import (
     ANONYMOUS_VOLUME_LABEL,
     LABEL_CLONE_OF,
+    LABEL_LAYER,
     LABEL_PREFIX,
     LABEL_SNAPSHOT_OF,
     check_user_labels,
     check_volume_name,
 )
+from ._layered import LayeredVolume
 from ._owner import ResourceOwner
 from ._seedplan import SeedPlan
-from ._seeds import check_relative_path
-from ._tarstream import iter_tar_members, list_files_in_tar, read_file_from_tar
-from ._volume import Entry, Volume, adopt
+from ._volume import Entry, adopt
+from ._volume_files import list_entries, list_files, read_file
 from ._volume_ops import (
     VolumeHelper,
     copy_files,
     create_volume,
-    keeps_data,
     labels_of,
     recreate_empty,
+    refill,
     refuse_running_users,
     remove_with_own_users,
 )
@@ -55,12 +58,10 @@ from ._volume_ops import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-#: Podman takes an archive path as a glob pattern (and finds no "a*b" even escaped).
-_GLOB_CHARS = re.compile(r"[*?\[\\]")
-_TYPE_BITS = {tarfile.DIRTYPE: stat.S_IFDIR, tarfile.SYMTYPE: stat.S_IFLNK}
+log = logging.getLogger("pytest_dockervol")
 
 
-class DockerVolume(Volume):
+class DockerVolume(LayeredVolume):
     """A volume managed by the Docker engine; read and written through a helper container."""
 
     def __init__(
@@ -73,9 +74,8 @@ class DockerVolume(Volume):
         helper_id: str | None = None,
         tmpfs: bool = False,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, engine)
         self._owner = owner
-        self._engine = engine
         self._helper = VolumeHelper(
             engine, name, owner.identity, creator, container=helper_id, tmpfs=tmpfs
         )
@@ -91,60 +91,38 @@ class DockerVolume(Volume):
             return
         self._helper.put_archive(plan.tar_chunks())
 
-    def _archive(self, inner: str, path: str) -> Iterator[bytes]:
-        __tracebackhide__ = True
-        self._check_alive()
-        try:
-            return self._helper.get_archive(inner)
-        except docker.errors.NotFound:
-            raise VolumeReadError(self.name, path, "no such file or directory") from None
-
     def read_bytes(self, path: str) -> bytes:
         __tracebackhide__ = True
-        inner = check_relative_path(path)
-        if self._engine.is_podman and _GLOB_CHARS.search(inner):
-            # Read the nearest directory above whose path is no pattern, and pick the file.
-            parts = inner.split("/")
-            cut = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
-            stream = self._archive("/".join(parts[:cut]), path)
-            within = "/".join(parts[cut:])
-            return read_file_from_tar(stream, inner, volume=self.name, within=within)
-        return read_file_from_tar(self._archive(inner, path), inner, volume=self.name)
+        self._check_alive()
+        return read_file(self._helper, path)
 
     def files(self) -> list[str]:
         __tracebackhide__ = True
-        return list_files_in_tar(self._archive("", "."), strip_components=1)
+        self._check_alive()
+        return list_files(self._helper)
 
     def entries(self) -> Iterator[Entry]:
-        # Podman's archives give every member the helper's owner (root), not the file's.
-        owners_known = not self._engine.is_podman
-        for path, info in iter_tar_members(self._archive("", ".")):
-            mode = _TYPE_BITS.get(info.type, stat.S_IFREG) | info.mode
-            uid, gid = (info.uid, info.gid) if owners_known else (None, None)
-            yield Entry(path, mode, uid, gid, info.size, info.linkname)
+        self._check_alive()
+        return list_entries(self._helper)
 
     # -- removal --------------------------------------------------------------------------
 
-    def remove(self) -> None:
+    def _remove_from_engine(self) -> None:
         """Remove this run's containers that use the volume (helper included), then the volume.
 
         Only resources labelled with this run's id are touched; anything else that
         still uses the volume is named in the error instead.
         """
         __tracebackhide__ = True
-        if self._removed:
-            return
         self._helper.drop(with_anonymous_volume=True)
         try:
             labels = self._engine.api.inspect_volume(self.name).get("Labels") or {}
         except docker.errors.NotFound:
-            self._removed = True  # e.g. an anonymous volume removed with its anchor (v=True)
-            return
+            return  # e.g. an anonymous volume removed with its anchor (v=True)
         if not self._owner.identity.owns(labels):
             self._removed = True
             raise CleanupError("volume", self.name, "it is no longer labelled as this run's")
         remove_with_own_users(self._engine, self._owner.identity, self.name)
-        self._removed = True
 
     # -- copies ---------------------------------------------------------------------------
 
@@ -157,6 +135,7 @@ class DockerVolume(Volume):
     ) -> NamedVolume:
         """A new named volume with the same files, owners, modes, symlinks and empty dirs,
         removed like any volume the factory made (end of session or ``.remove()``).
+        Copy-on-write where the engine allows it, else a full copy.
         Refused while a running container uses this volume, unless ``allow_running``."""
         __tracebackhide__ = True
         if name is not None:
@@ -171,11 +150,54 @@ class DockerVolume(Volume):
             for key, value in source_labels.items()
             if not key.startswith(LABEL_PREFIX) and key != ANONYMOUS_VOLUME_LABEL
         }
-        return self._copy_into_new(
-            name or self._owner.next_name(),
-            kind="clone",
-            labels={**kept, **extra, LABEL_CLONE_OF: self.name},
-        )
+        name = name or self._owner.next_name()
+        labels = {**kept, **extra, LABEL_CLONE_OF: self.name}
+        why_not = self._owner.copy_on_write.reason_not
+        running = allow_running and self._engine.containers_using(self.name, status="running")
+        if why_not is None and running:
+            why_not = "a running container may change the source"
+        if why_not is None:
+            try:
+                return self._layered_clone(name, labels)
+            except CannotLayer as exc:
+                why_not = str(exc)
+        log.debug("clone of %s into %s is a full copy: %s", self.name, name, why_not)
+        return self._copy_into_new(name, kind="clone", labels=labels)
+
+    def _new_layer(self) -> tuple[Layer, dict[str, str], set[str]]:
+        """A layer volume for an overlay of this volume: the overlay's options and the
+        volumes it then reads (CannotLayer, with nothing left, if it cannot be one)."""
+        __tracebackhide__ = True
+        lowers, needs, root = layering_of(self._helper)
+        owner = self._owner
+        layer = Layer.create(owner, f"{owner.next_name()}-layer", kind="layer", labels={})
+        try:
+            adopt(owner, layer, layer_plan(root))
+            layer._helper.drop()  # it would pin the layer volume for nothing
+            directory = str(self._engine.api.inspect_volume(layer.name).get("Mountpoint") or "")
+            options = overlay_options(lowers, directory)
+        except BaseException:
+            owner.finalize(layer)
+            raise
+        return layer, options, needs | {layer.name}
+
+    def _layered_clone(self, name: str, labels: dict[str, str]) -> NamedVolume:
+        __tracebackhide__ = True
+        layer, options, needs = self._new_layer()
+        try:
+            clone = NamedVolume.create(
+                self._owner,
+                name,
+                kind="clone",
+                labels={**labels, LABEL_LAYER: layer.name, **needs_labels(needs)},
+                driver="local",
+                driver_opts=options,
+            )
+        except BaseException:
+            self._owner.finalize(layer)
+            raise
+        self._read_by(clone, layer)
+        return adopt(self._owner, clone)
 
     def snapshot(self, *, allow_running: bool = False) -> Snapshot:
         """The volume's files now, kept in a hidden volume, for ``restore()`` later."""
@@ -194,30 +216,46 @@ class DockerVolume(Volume):
     def restore(self, snapshot: Snapshot) -> Self:
         """Reset the volume to ``snapshot``: added files go, changed and deleted ones come
         back. The volume is removed and created again (same name and labels), so it is
-        refused while a container other than the plugin's helper still uses it."""
+        refused while a container other than the plugin's helper still uses it. Where the
+        engine allows, the volume becomes a copy-on-write overlay of the snapshot."""
         __tracebackhide__ = True
         if not isinstance(snapshot, Snapshot):
             raise DockervolUsageError(
                 f"restore() takes a Snapshot, not {type(snapshot).__name__}; "
                 "take one with volume.snapshot()"
             )
-        self._check_alive()
+        self._check_writable("restore")
         snapshot._check_alive()
-        if snapshot.storage.name == self.name:
+        storage = snapshot.storage
+        if storage.name == self.name:
             raise DockervolUsageError(
                 f"volume {self.name} is the snapshot's own storage; restore the volume "
                 "the snapshot was taken of"
             )
-        info = recreate_empty(self._helper, kind=self.kind)
-        if keeps_data(info) and not self._helper.holds_only_root():
-            raise VolumeCopyError(
-                snapshot.name,
-                self.name,
-                f"the volume still holds files after being created again (its driver "
-                f"{info.get('Driver')!r} with options {info.get('Options')} keeps data); "
-                "restore works for volumes whose removal deletes their data",
-            )
-        copy_files(snapshot.storage._helper, self._helper)
+        why_not = self._owner.copy_on_write.reason_not
+        if why_not is None:
+            try:
+                lower_dirs(self.name, self._engine.api.inspect_volume(self.name))
+                layer, options, needs = storage._new_layer()
+            except CannotLayer as exc:
+                why_not = str(exc)
+        if why_not is None:
+            try:
+                recreate_empty(
+                    self._helper,
+                    kind=self.kind,
+                    driver_opts=options,
+                    layer_labels={LABEL_LAYER: layer.name, **needs_labels(needs)},
+                )
+            except BaseException:
+                self._owner.finalize(layer)
+                raise
+            self._release_layers()
+            self._read_from(storage, layer)
+            return self
+        log.debug("restore of %s is a full copy: %s", self.name, why_not)
+        refill(self._helper, storage._helper, kind=self.kind, plain=self.copy_on_write)
+        self._release_layers()
         return self
 
     def _copy_into_new(self, name: str, *, kind: str, labels: dict[str, str]) -> NamedVolume:
@@ -257,49 +295,11 @@ class NamedVolume(DockerVolume):
         return cls(owner, engine, name, creator=creator, tmpfs=tmpfs)
 
 
-class AnonymousVolume(DockerVolume):
-    """A real anonymous volume: Docker names it (64 hex) when its anchor container is created.
+class Layer(NamedVolume):
+    """The hidden volume that holds a copy-on-write volume's ``upper`` and ``work``
+    directories; removed with that volume."""
 
-    The anchor is the helper container, so ``docker rm -v`` of the anchor removes the
-    volume too, and Docker 23+ also reclaims it with a plain ``docker volume prune``.
-    """
-
-    kind = "anonymous"
-
-    @classmethod
-    def create(
-        cls,
-        owner: ResourceOwner,
-        *,
-        labels: dict[str, str],
-        driver: str | None = None,
-        driver_opts: dict[str, str] | None = None,
-    ) -> Self:
-        """Create one labelled as the owner's run (its cleanup is the caller's: adopt)."""
-        engine, identity, creator = owner.creating_engine, owner.identity, owner.creator
-        if engine.is_podman and (driver or driver_opts or labels):
-            raise EngineRefusedError(
-                "create an anonymous volume",
-                "Podman's Docker API ignores the driver, driver_opts and labels of anonymous "
-                "volumes",
-                "use volume_factory.named() for a volume that needs them",
-            )
-        driver_config = (
-            DriverConfig(driver or "local", driver_opts) if driver or driver_opts else None
-        )
-        mount = Mount(
-            HELPER_MOUNT_POINT,
-            None,
-            type="volume",
-            no_copy=True,
-            labels={**labels, **identity.labels(cls.kind, creator), ANONYMOUS_VOLUME_LABEL: ""},
-            driver_config=driver_config,
-        )
-        with refused_as("create an anonymous volume", "check the driver and driver_opts"):
-            helper_id = engine.create_helper(mount, identity.labels("helper", creator))
-        mounts: list[dict[str, Any]] = engine.api.inspect_container(helper_id).get("Mounts") or []
-        name = str(mounts[0]["Name"])
-        return cls(owner, engine, name, creator=creator, helper_id=helper_id)
+    kind = "layer"
 
 
 class Snapshot:

@@ -252,3 +252,34 @@ class RemoteEngineError(DockervolError):
             f"host volumes need an engine on this machine, but the engine at {self.address} "
             f"runs on {self.engine_host!r}; use named_volume or anonymous_volume instead"
         )
+
+
+@dataclass(eq=False)
+class ClonesAliveError(DockervolError):
+    """A volume read by live copy-on-write clones as their lower layer cannot change."""
+
+    volume: str
+    action: str
+    clones: str
+
+    def __str__(self) -> str:
+        return (
+            f"cannot {self.action} volume {self.volume}: copy-on-write clone(s) {self.clones} "
+            "read it as their lower layer; remove the clones first (clone.remove()), or "
+            "change a clone instead"
+        )
+
+
+@dataclass(eq=False)
+class CacheBuildError(DockervolError):
+    """Building a golden-cache entry failed (in this process or in another of the run)."""
+
+    key: str
+    error: str
+    where: str
+
+    def __str__(self) -> str:
+        return (
+            f"golden cache entry {self.key!r} could not be built ({self.where}): {self.error}; "
+            "fix the seed: a failed build is never used, and the next run builds it again"
+        )

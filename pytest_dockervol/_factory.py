@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, final
 
@@ -18,8 +19,12 @@ import docker
 import pytest
 from docker.models.containers import Container
 
+from ._anonymous import AnonymousVolume
+from ._cache import CachedVolume, cached_volume
+from ._cache_store import evict_unused, remove_orphan_markers
 from ._containers import ContainerRunner
-from ._docker_volume import AnonymousVolume, DockerVolume, NamedVolume, Snapshot
+from ._cow import CopyOnWrite
+from ._docker_volume import DockerVolume, NamedVolume, Snapshot
 from ._engine import ENGINE_ERRORS, Engine, engine_error_reason
 from ._errors import (
     CleanupError,
@@ -64,6 +69,7 @@ class VolumeFactory:
     on_first_create: Callable[[], None] | None
     _reap_on_connect: bool
     _engine: Engine | None
+    _copy_on_write: CopyOnWrite | None
     _engine_error: DockervolError | None
     _stack: contextlib.ExitStack
     _serial: int
@@ -91,6 +97,7 @@ class VolumeFactory:
         self.on_first_create = None
         self._reap_on_connect = reap_on_connect
         self._engine = None
+        self._copy_on_write = None
         self._engine_error = None
         self._stack = contextlib.ExitStack()
         self._serial = 0
@@ -145,6 +152,13 @@ class VolumeFactory:
             for run_id, result in reaped.items()
             if result.removed
         ]
+        if self.identity.is_worker:
+            return  # the run's first process looks after the cache
+        try:
+            remove_orphan_markers(engine)
+            self.reaped_lines += evict_unused(engine, max_idle=self.settings.cache_days * 86400)
+        except ENGINE_ERRORS as exc:
+            log.warning("pytest-dockervol: could not clean the golden cache: %s", exc)
 
     @property
     def connected(self) -> bool:
@@ -153,6 +167,18 @@ class VolumeFactory:
     @property
     def client(self) -> docker.DockerClient:
         return self.engine.client
+
+    @property
+    def copy_on_write(self) -> CopyOnWrite:
+        """Whether this engine's clones may be copy-on-write (probed on first ask)."""
+        if self._copy_on_write is None:
+            self._copy_on_write = CopyOnWrite(
+                self.engine,
+                self.identity,
+                wanted=self.settings.copy_on_write,
+                creating=lambda: self.creating_engine,
+            )
+        return self._copy_on_write
 
     @property
     def creating_engine(self) -> Engine:
@@ -214,6 +240,20 @@ class VolumeFactory:
         many xdist workers ask, never seen half-seeded, removed when the whole run ends."""
         __tracebackhide__ = True
         return shared_volume(self, key, seed)
+
+    def cached(
+        self,
+        key: str,
+        *,
+        seed: SeedSource | None = None,
+        inputs: Iterable[str | os.PathLike[str]] = (),
+        version: str = "",
+    ) -> CachedVolume:
+        """A golden volume built once and reused by later runs until ``key``, ``version``,
+        the seed's content or the files under ``inputs`` change. Immutable: clone it.
+        Within a run it is built once, whatever the number of xdist workers."""
+        __tracebackhide__ = True
+        return cached_volume(self, key, seed, inputs, version, self.settings.cache)
 
     def clone_of(
         self,

@@ -34,6 +34,17 @@ LABEL_SHARED_KEY = LABEL_PREFIX + "shared-key"
 LABEL_CLONE_OF = LABEL_PREFIX + "clone-of"
 #: On a snapshot's hidden volume: the name of the volume it was taken of.
 LABEL_SNAPSHOT_OF = LABEL_PREFIX + "snapshot-of"
+#: On a copy-on-write volume: the volume that holds its upper and work directories.
+LABEL_LAYER = LABEL_PREFIX + "layer"
+#: Prefix: on a copy-on-write volume, one label per volume it reads as a layer (+ its name).
+LABEL_NEEDS = LABEL_PREFIX + "needs."
+#: On a golden-cache entry and its markers: the digest of everything the entry was built from.
+LABEL_CACHE_KEY = LABEL_PREFIX + "cache-key"
+#: On a golden-cache entry: the key the tests gave (for ``pytest-dockervol ls --cache``).
+LABEL_CACHE_NAME = LABEL_PREFIX + "cache-name"
+#: On a golden-cache marker: the entry it declares complete, and when a run last used it.
+LABEL_CACHE_ENTRY = LABEL_PREFIX + "cache-entry"
+LABEL_CACHE_USED = LABEL_PREFIX + "cache-used"
 OWNER_VALUE = "pytest-dockervol"
 
 #: Docker 23+ treats volumes with this label as anonymous (``volume prune`` removes them).

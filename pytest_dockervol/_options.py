@@ -16,6 +16,15 @@ DIRECT_HELP = (
     "auto: seed a local engine's volumes by writing their directories directly when that is "
     "provably the same (root, local driver, verified once); never: always use the archive API"
 )
+CLONE_HELP = (
+    "auto: clones and restores are copy-on-write overlays where the engine allows it "
+    "(Docker's local driver, rootful; probed once), else full copies; copy: always full copies"
+)
+CACHE_HELP = (
+    "use: volume_factory.cached() reuses golden volumes built by earlier runs; refresh: "
+    "rebuild them; off: build them per run and remove them at its end"
+)
+CACHE_DAYS_HELP = "golden-cache entries unused for this many days are removed (default: 7)"
 REAP_HELP = (
     "hours after which resources of a run that may be alive elsewhere (another machine or "
     "pid namespace) count as abandoned and are reaped (default: 24)"
@@ -29,11 +38,19 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--dockervol-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
     group.addoption("--dockervol-reap-after", default=None, metavar="HOURS", help=REAP_HELP)
     group.addoption("--dockervol-direct", default=None, choices=("auto", "never"), help=DIRECT_HELP)
+    group.addoption("--dockervol-clone", default=None, choices=("auto", "copy"), help=CLONE_HELP)
+    group.addoption(
+        "--dockervol-cache", default=None, choices=("use", "refresh", "off"), help=CACHE_HELP
+    )
+    group.addoption("--dockervol-cache-days", default=None, metavar="DAYS", help=CACHE_DAYS_HELP)
     parser.addini("dockervol_keep", KEEP_HELP, type="bool", default=False)
     parser.addini("dockervol_prefix", PREFIX_HELP, default="pdv")
     parser.addini("dockervol_timeout", TIMEOUT_HELP, default="60")
     parser.addini("dockervol_reap_after", REAP_HELP, default="24")
     parser.addini("dockervol_direct", DIRECT_HELP, default="auto")
+    parser.addini("dockervol_clone", CLONE_HELP, default="auto")
+    parser.addini("dockervol_cache", CACHE_HELP, default="use")
+    parser.addini("dockervol_cache_days", CACHE_DAYS_HELP, default="7")
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,9 @@ class Settings:
     api_timeout: float = 60.0
     reap_after_hours: float = 24.0
     direct: bool = True
+    copy_on_write: bool = True
+    cache: str = "use"
+    cache_days: float = 7.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -60,17 +80,21 @@ class Settings:
         reap_after = _number(
             config, "dockervol_reap_after", "hours", 24 * 365, "--dockervol-reap-after=24"
         )
-        direct = config.getoption("dockervol_direct") or str(config.getini("dockervol_direct"))
-        if direct not in ("auto", "never"):
-            raise pytest.UsageError(
-                f"dockervol_direct {direct!r} is not auto or never: e.g. dockervol_direct = never"
-            )
+        direct = _choice(config, "dockervol_direct", ("auto", "never"))
+        clone = _choice(config, "dockervol_clone", ("auto", "copy"))
+        cache = _choice(config, "dockervol_cache", ("use", "refresh", "off"))
+        cache_days = _number(
+            config, "dockervol_cache_days", "days", 3650, "--dockervol-cache-days=7"
+        )
         return cls(
             keep=bool(keep),
             name_prefix=prefix,
             api_timeout=timeout,
             reap_after_hours=reap_after,
             direct=direct == "auto",
+            copy_on_write=clone == "auto",
+            cache=cache,
+            cache_days=cache_days,
         )
 
 
@@ -85,5 +109,16 @@ def _number(config: pytest.Config, name: str, unit: str, maximum: float, example
         raise pytest.UsageError(
             f"{name} {raw!r} is not a number of {unit}: use a value in (0, {maximum:g}], "
             f"e.g. {example}"
+        )
+    return value
+
+
+def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
+    """An option or ini value that must be one of ``choices``."""
+    value = config.getoption(name) or str(config.getini(name))
+    if value not in choices:
+        allowed = ", ".join(choices)
+        raise pytest.UsageError(
+            f"{name} {value!r} is not one of {allowed}: e.g. {name} = {choices[-1]}"
         )
     return value

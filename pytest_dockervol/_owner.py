@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from ._cow import CopyOnWrite
     from ._engine import Engine
     from ._identity import RunIdentity
 
@@ -44,6 +45,10 @@ class ResourceOwner(Protocol):
     @property
     def creating_engine(self) -> Engine:
         """The engine, for a call about to create something (the run is guarded from then)."""
+
+    @property
+    def copy_on_write(self) -> CopyOnWrite:
+        """Whether clones on this engine may be copy-on-write (decided once, on first ask)."""
 
     def next_name(self) -> str:
         """A volume name no other run, worker or volume of this run uses."""

@@ -18,6 +18,8 @@ from typing import Any
 
 import docker.errors
 
+from ._cache_store import ENTRY_KIND, marked_entry_names
+from ._cow import needs_of
 from ._identity import (
     LABEL_CREATED,
     LABEL_HOST,
@@ -101,11 +103,18 @@ def list_resources(
     found += [Resource("volume", v["Name"], v.get("Labels") or {}) for v in volumes]
     # The engine filtered by label, but Podman 4 ORs several label filters on volumes:
     # check every label again so nothing unlabelled, or of another run, is ever touched.
-    return [
+    found = [
         r
         for r in found
         if r.run_id and all(r.labels.get(key) == value for key, value in wanted.items())
     ]
+    if any(r.labels.get(LABEL_KIND) == ENTRY_KIND for r in found):
+        # A golden-cache entry belongs to the run that builds it only until it is complete.
+        marked = marked_entry_names(api)
+        found = [r for r in found if r.kind == "container" or r.name not in marked]
+    # Dependency order: containers, then copy-on-write volumes before the volumes they
+    # read (a volume's readers always need more volumes than it does), layers, sources.
+    return sorted(found, key=lambda r: (r.kind != "container", -len(needs_of(r.labels))))
 
 
 def group_by_run(resources: Iterable[Resource]) -> dict[str, RunSummary]:

@@ -7,6 +7,7 @@ whatever the file sizes: file contents are read when written, never planned into
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -112,7 +113,7 @@ class SeedPlan:
     def __repr__(self) -> str:
         return f"<SeedPlan of {len(self._entries)} entries, {self.file_count} files>"
 
-    def _contents(self, chunk_size: int) -> Iterator[tuple[Entry, int, Iterator[bytes]]]:
+    def contents(self, chunk_size: int = 1 << 20) -> Iterator[tuple[Entry, int, Iterator[bytes]]]:
         """Yield entries with content size and pieces; the pieces must be consumed in turn."""
         archive = self._archive
         members = None
@@ -161,7 +162,7 @@ class SeedPlan:
             buf.extend(view)
 
         total = 0
-        for entry, size, pieces in self._contents(chunk_size):
+        for entry, size, pieces in self.contents(chunk_size):
             padding = -size % tarfile.BLOCKSIZE
             header = _header(entry, size)
             yield from fill(header)
@@ -180,7 +181,7 @@ class SeedPlan:
             raise SeedSourceError(f"cannot seed into {root!r}: it is not an existing directory")
         self._check_ownership()
         dirs: list[tuple[str, Entry]] = []  # finished last: their modes may forbid writing
-        for entry, _size, pieces in self._contents(1 << 20):
+        for entry, _size, pieces in self.contents():
             path = os.path.join(root, *entry.name.split("/"))
             try:
                 _make_room(path, entry)
@@ -320,3 +321,15 @@ def _make_room(path: str, entry: Entry) -> None:
         os.unlink(path)
     if entry.kind == DIR:
         os.mkdir(path, 0o700)
+
+
+def plan_digest(plan: SeedPlan) -> str:
+    """A digest of everything the plan writes: paths, types, modes, owners, link targets and
+    contents (not times): two plans with one digest leave the same files."""
+    digest = hashlib.sha256()
+    for entry, size, pieces in plan.contents():
+        fields = (entry.name, entry.kind.decode(), oct(entry.mode), entry.uid, entry.gid)
+        digest.update(repr((*fields, entry.linkname, size)).encode())
+        for piece in pieces:
+            digest.update(piece)
+    return digest.hexdigest()

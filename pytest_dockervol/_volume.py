@@ -103,6 +103,10 @@ class Volume(abc.ABC):
         if self._removed:
             raise VolumeRemovedError(self.name)
 
+    def _check_writable(self, action: str) -> None:
+        """Refuse ``action`` (seed, restore) if the volume may not change now."""
+        self._check_alive()
+
     def seed(
         self,
         source: SeedSource | SeedPlan,
@@ -117,7 +121,7 @@ class Volume(abc.ABC):
         callable that receives the volume. Everything is validated before anything is written
         (a ``SeedPlan`` is a seed validated already: see ``prepare_seed``)."""
         __tracebackhide__ = True
-        self._check_alive()
+        self._check_writable("seed")
         if callable(source):
             if dest or uid is not None or gid is not None or file_mode or dir_mode:
                 raise DockervolUsageError(

@@ -31,6 +31,8 @@ from ._identity import (
     ANONYMOUS_VOLUME_LABEL,
     LABEL_CREATOR,
     LABEL_KIND,
+    LABEL_LAYER,
+    LABEL_NEEDS,
     LABEL_NONCE,
     LABEL_RUN,
     RunIdentity,
@@ -131,10 +133,19 @@ def _is_own_helper(container: dict[str, Any], identity: RunIdentity) -> bool:
     return identity.owns(labels) and labels.get(LABEL_KIND) == "helper"
 
 
-def recreate_empty(helper: VolumeHelper, *, kind: str) -> dict[str, Any]:
+def recreate_empty(
+    helper: VolumeHelper,
+    *,
+    kind: str,
+    driver_opts: dict[str, str] | None = None,
+    layer_labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Empty the helper's volume the only way the archive API allows: remove it and create
     it again with the same name, driver, options and labels. Refused unless it is this
-    run's and no container but this run's helpers uses it. Returns its inspect data."""
+    run's and no container but this run's helpers uses it. Returns its inspect data.
+
+    ``driver_opts`` replaces the options, and ``layer_labels`` the copy-on-write labels
+    (which layers it reads): a restore may turn a volume into an overlay, or back."""
     engine, name, identity = helper.engine, helper.volume, helper._identity
     api = engine.api
     try:
@@ -173,13 +184,16 @@ def recreate_empty(helper: VolumeHelper, *, kind: str) -> dict[str, Any]:
                 name, "restore", "container(s) " + describe_containers(users), _STOP_FIRST
             ) from None
         raise
+    kept = {k: v for k, v in labels.items() if k != LABEL_NONCE}
+    if layer_labels is not None:
+        kept = {k: v for k, v in kept.items() if k != LABEL_LAYER and not k.startswith(LABEL_NEEDS)}
     create_volume(
         engine,
         name,
-        labels={k: v for k, v in labels.items() if k != LABEL_NONCE},
+        labels={**kept, **(layer_labels or {})},
         run_id=identity.run_id,
         driver=info.get("Driver"),
-        driver_opts=info.get("Options"),
+        driver_opts=info.get("Options") if driver_opts is None else driver_opts,
     )
     return info
 
@@ -188,6 +202,22 @@ def keeps_data(info: dict[str, Any]) -> bool:
     """Whether removing the volume may leave its files: the local driver deletes them,
     unless it mounts a device or a bind (``device`` option); other drivers may keep them."""
     return info.get("Driver") != "local" or "device" in (info.get("Options") or {})
+
+
+def refill(target: VolumeHelper, source: VolumeHelper, *, kind: str, plain: bool) -> None:
+    """Empty ``target``'s volume (``plain``: as a volume without options, no longer an
+    overlay) and copy ``source``'s files into it: a restore by full copy."""
+    empty: dict[str, str] | None = {} if plain else None
+    info = recreate_empty(target, kind=kind, driver_opts=empty, layer_labels=empty)
+    if keeps_data(info) and not target.holds_only_root():
+        raise VolumeCopyError(
+            source.volume,
+            target.volume,
+            f"the volume still holds files after being created again (its driver "
+            f"{info.get('Driver')!r} with options {info.get('Options')} keeps data); "
+            "restore works for volumes whose removal deletes their data",
+        )
+    copy_files(source, target)
 
 
 class VolumeHelper:

@@ -12,8 +12,9 @@ import docker.errors
 import pytest
 import requests.exceptions
 
+from ._anonymous import AnonymousVolume
 from ._containers import ContainerRunner
-from ._docker_volume import AnonymousVolume, NamedVolume
+from ._docker_volume import NamedVolume
 from ._engine import describe_address, short_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory

@@ -72,15 +72,20 @@ def pytest_configure_node(node: Any) -> None:
         _start_watchdog(node.config)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> str | list[str]:
     """Which engine and run: the first thing to know when a volume test misbehaves."""
     factory = config.stash[factory_key]
     try:
         engine = factory.engine.describe()
     except DockervolError as exc:
-        engine = f"unreachable at {describe_address()}"
         log.debug("no engine for the header: %s", exc)
-    return f"dockervol: run {factory.identity.run_id}, engine {engine}"
+        return (
+            f"dockervol: run {factory.identity.run_id}, engine unreachable at {describe_address()}"
+        )
+    return [
+        f"dockervol: run {factory.identity.run_id}, engine {engine}",
+        f"dockervol: clones: {factory.copy_on_write.describe()}, cache: {factory.settings.cache}",
+    ]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -113,6 +117,50 @@ def read_run_id(log: Path) -> str:
     """The run id from the header of an inner run that writes its output to ``log``."""
     wait_for(lambda: "dockervol: run " in log.read_text(), 60, "the inner run's header")
     return log.read_text().split("dockervol: run ", 1)[1][:32]
+
+
+@dataclass
+class KillableRun:
+    """An xdist run in its own process group, whose workers each touch ``ready/<worker>``
+    once they hold what the test wants killed under them."""
+
+    proc: subprocess.Popen[bytes]
+    run_id: str
+    ready: Path
+
+    def wait_until_ready(self, workers: int = 2) -> None:
+        wait_for(lambda: len(list(self.ready.iterdir())) == workers, 120, "the workers to hold")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+@contextlib.contextmanager
+def killable_run(tmp_path: Path, source: str, image: str) -> Iterator[KillableRun]:
+    """Start ``pytest -n 2 --dist each`` on ``source`` (a test module); kill -9 the whole
+    process group when the block ends, however it ends."""
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    (tmp_path / "test_hold.py").write_text(source)
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "DOCKERVOL_IMAGE": image, "READY_DIR": str(ready), "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-p", "no:cacheprovider"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    run = KillableRun(proc, "", ready)
+    try:
+        run.run_id = read_run_id(log)
+        INNER_RUN_IDS.append(run.run_id)
+        yield run
+    finally:
+        run.kill()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

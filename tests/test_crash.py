@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import docker
 import docker.errors
-from conftest import INNER_RUN_IDS, InnerPytest, is_podman, leftovers, read_run_id, wait_for
+from conftest import (
+    InnerPytest,
+    is_podman,
+    killable_run,
+    leftovers,
+    wait_for,
+)
 
 HOLD = r"""
 import os, pathlib, time
@@ -32,32 +35,13 @@ def test_hold(named_volume, anonymous_volume, host_volume, run_container, volume
 def test_kill_9_of_the_process_group_is_reaped_by_the_watchdog(
     docker_client: docker.DockerClient, image: str, tmp_path: Path
 ) -> None:
-    ready = tmp_path / "ready"
-    ready.mkdir()
-    (tmp_path / "test_hold.py").write_text(HOLD)
-    log = tmp_path / "log.txt"
-    env = {**os.environ, "DOCKERVOL_IMAGE": image, "READY_DIR": str(ready), "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-p", "no:cacheprovider"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        run_id = read_run_id(log)
-        INNER_RUN_IDS.append(run_id)
-        wait_for(lambda: len(list(ready.iterdir())) == 2, 120, "both workers to hold volumes")
-        before = leftovers(docker_client, run_id)
+    with killable_run(tmp_path, HOLD, image) as run:
+        run.wait_until_ready()
+        before = leftovers(docker_client, run.run_id)
         # 2 workers x (named, anonymous, 2 helpers, container) + 1 shared volume (+ helpers);
         # Podman labels no anonymous volume: those go with their labelled anchors.
         assert len(before) >= (8 if is_podman(docker_client) else 10), before
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    latency = wait_for(lambda: leftovers(docker_client, run_id) == [], 60, "the watchdog")
+    latency = wait_for(lambda: leftovers(docker_client, run.run_id) == [], 60, "the watchdog")
     print(f"reaped {len(before)} resources {latency:.2f}s after kill -9")
 
 

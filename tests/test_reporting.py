@@ -44,7 +44,10 @@ def test_no_engine_is_one_clear_line_per_test_not_a_skip(
         (["--dockervol-timeout=0"], "dockervol_timeout '0' is not a number of seconds"),
         (["-o", "dockervol_prefix=-x"], "dockervol_prefix '-x' is not usable"),
         (["--dockervol-reap-after=-1"], "dockervol_reap_after '-1' is not a number of hours"),
-        (["-o", "dockervol_direct=always"], "dockervol_direct 'always' is not auto or never"),
+        (["-o", "dockervol_direct=always"], "dockervol_direct 'always' is not one of auto, never"),
+        (["-o", "dockervol_clone=cow"], "dockervol_clone 'cow' is not one of auto, copy"),
+        (["-o", "dockervol_cache=keep"], "dockervol_cache 'keep' is not one of use, refresh, off"),
+        (["--dockervol-cache-days=0"], "dockervol_cache_days '0' is not a number of days"),
     ],
 )
 def test_bad_option_values_are_usage_errors(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,14 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
-from pytest_dockervol import ContainerRunner, NamedVolume, VolumeFactory
+from pytest_dockervol import (
+    CachedVolume,
+    ContainerRunner,
+    DockerVolume,
+    NamedVolume,
+    Volume,
+    VolumeFactory,
+)
 
 DEFAULT_IMAGE = "postgres:15"
 PGDATA = "/var/lib/postgresql/data"
@@ -51,7 +58,7 @@ class Postgres:
     """A running server and the volume that holds its data directory."""
 
     container: Container
-    data: NamedVolume
+    data: DockerVolume
 
     def sql(self, query: str, database: str = "app") -> str:
         """Run SQL with psql inside the container; return its unaligned output."""
@@ -96,7 +103,7 @@ def wait_until_ready(container: Container, timeout: float = READY_TIMEOUT) -> No
 def start_postgres(
     run: ContainerRunner | VolumeFactory,
     image: str,
-    data: NamedVolume,
+    data: DockerVolume,
     init: NamedVolume | None = None,
     command: list[str] | None = None,
 ) -> Postgres:
@@ -135,28 +142,46 @@ def init_scripts(volume_factory: VolumeFactory) -> NamedVolume:
     return volume_factory.named(seed=INIT_SCRIPTS)
 
 
-@pytest.fixture(scope="session")
-def golden(volume_factory: VolumeFactory, pg_image: str, init_scripts: NamedVolume) -> NamedVolume:
-    """A data directory initialised once: initdb, schema and seed rows, cleanly shut down.
+def build_golden(factory: VolumeFactory, image: str, init: NamedVolume) -> Callable[[Volume], None]:
+    """The cached golden's seed: start a server on the empty volume (initdb and the init
+    scripts run), then stop it cleanly, so that its clones need no crash recovery."""
 
-    Built once per session, so once per xdist worker with ``-n``: each worker owns its
-    golden and nothing is shared between processes.
-    """
-    data = volume_factory.named()
-    server = start_postgres(volume_factory, pg_image, data, init=init_scripts)
-    server.container.stop(timeout=30)  # a clean shutdown: the copy needs no recovery
-    server.container.remove()
-    return data
+    def seed(data: Volume) -> None:
+        assert isinstance(data, DockerVolume)
+        server = start_postgres(factory, image, data, init=init)
+        server.container.stop(timeout=30)
+        server.container.remove()
+
+    return seed
+
+
+@pytest.fixture(scope="session")
+def golden(
+    volume_factory: VolumeFactory,
+    dockervol_client: docker.DockerClient,
+    pg_image: str,
+    init_scripts: NamedVolume,
+) -> CachedVolume:
+    """A data directory initialised once, for this run and the later ones: initdb, schema and
+    seed rows. Rebuilt when the init scripts or the image change (``inputs``, ``version``);
+    built once per run however many xdist workers ask. Immutable: tests clone it."""
+    return volume_factory.cached(
+        "postgres-golden",
+        seed=build_golden(volume_factory, pg_image, init_scripts),
+        inputs=[INIT_SCRIPTS],
+        version=f"{dockervol_client.images.get(pg_image).id} {ENVIRONMENT}",
+    )
 
 
 @pytest.fixture
 def database(
-    golden: NamedVolume,
+    golden: CachedVolume,
     volume_factory: VolumeFactory,
     run_container: ContainerRunner,
     pg_image: str,
 ) -> Iterator[Postgres]:
-    """A server of its own for each test, on a fresh clone of the golden data directory."""
+    """A server of its own for each test, on a clone of the golden data directory:
+    copy-on-write where the engine allows it (milliseconds whatever its size)."""
     data = golden.clone()  # or: volume_factory.clone_of(golden)
     yield start_postgres(run_container, pg_image, data)
     volume_factory.finalize(data)  # removes the server first, then the clone

@@ -1,4 +1,4 @@
-"""(3) A golden data directory, built once, cloned for each test; snapshot and restore.
+"""(3) A cached golden data directory, a copy-on-write clone for each test; snapshot, restore.
 
 Run with ``-n 2``: every test still writes to and sees only its own copy.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_dockervol import ContainerRunner, NamedVolume, VolumeFactory
+from pytest_dockervol import CachedVolume, ContainerRunner, VolumeFactory
 
 from .conftest import Postgres, start_postgres, wait_until_ready
 
@@ -27,7 +27,7 @@ def test_each_test_writes_to_its_own_clone(database: Postgres, customer: int) ->
 
 
 def test_the_golden_volume_is_untouched(
-    golden: NamedVolume,
+    golden: CachedVolume,
     volume_factory: VolumeFactory,
     run_container: ContainerRunner,
     pg_image: str,

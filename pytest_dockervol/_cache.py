@@ -1,0 +1,232 @@
+"""Golden volumes built once and reused by later runs until what they are built from changes.
+
+``volume_factory.cached(key, seed=..., inputs=..., version=...)`` looks the entry up by its
+digest (``_cache_key``); whoever finds none builds it under a lock on this machine, so two
+runs (or xdist workers) needing the same missing entry build it once. Runs on different
+machines sharing an engine may each build one; neither ever uses an entry before its
+marker says it is complete (``_cache_store``). A cached volume never changes: tests clone
+it (copy-on-write where the engine allows) and change the clone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import docker.errors
+from docker.types import Mount
+from filelock import FileLock
+
+from ._cache_key import cache_digest
+from ._cache_store import CacheEntry, add_marker, list_entries, record_use, remove_entry
+from ._docker_volume import NamedVolume, Snapshot
+from ._errors import CacheBuildError, DockervolUsageError
+from ._identity import LABEL_CACHE_KEY, LABEL_CACHE_NAME, check_volume_name, slugify
+from ._lease import state_dir
+from ._owner import ResourceOwner
+from ._volume import PreparedSeed, SeedSource, prepare_seed
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+log = logging.getLogger("pytest_dockervol")
+
+
+class CachedVolume(NamedVolume):
+    """A golden volume of the cache: immutable, cloned by the tests that need its files."""
+
+    kind = "cached"
+    #: Set once the build is over: from then on the volume never changes.
+    _sealed = False
+    #: Marked complete on the engine: it outlives the run, which only lets go of it.
+    _in_cache = False
+
+    def _check_writable(self, action: str) -> None:
+        __tracebackhide__ = True
+        if self._sealed:
+            raise DockervolUsageError(
+                f"cached volume {self.name} is immutable (later runs reuse it); "
+                f"clone it (volume.clone()) and {action} the clone"
+            )
+        super()._check_writable(action)
+
+    def restore(self, snapshot: Snapshot) -> Self:
+        __tracebackhide__ = True
+        self._check_writable("restore")
+        return super().restore(snapshot)
+
+    def mount(self, target: str, *, read_only: bool | None = None) -> Mount:
+        """Read-only once built (the default then): a container writing into it would change
+        every later run's golden and break its copy-on-write clones."""
+        return super().mount(target, read_only=self._read_only(read_only))
+
+    def volumes_dict(
+        self, target: str, *, read_only: bool | None = None
+    ) -> dict[str, dict[str, str]]:
+        return super().volumes_dict(target, read_only=self._read_only(read_only))
+
+    def cli_spec(self, target: str, *, read_only: bool | None = None) -> str:
+        return super().cli_spec(target, read_only=self._read_only(read_only))
+
+    def _read_only(self, asked: bool | None) -> bool:
+        """Writable only while it is built (by its seed); refused once it is sealed."""
+        __tracebackhide__ = True
+        if self._sealed and asked is False:
+            raise DockervolUsageError(
+                f"cached volume {self.name} is immutable and mounts only read-only; "
+                "mount a clone of it (volume.clone()) to write"
+            )
+        return self._sealed if asked is None else asked
+
+    #: A build that failed: its half goes at once, whichever process built it.
+    _discarded = False
+
+    def seal(self, *, in_cache: bool) -> None:
+        """The build is over: the volume never changes again (and, ``in_cache``, it is the
+        cache's, not the run's)."""
+        self._sealed, self._in_cache = True, in_cache
+
+    def pin(self, digest: str) -> bool:
+        """Hold the entry with this process's helper while it is used; False if it is no
+        longer the cache's (removed since the lookup, the engine would have made an empty
+        volume of that name for the helper: that one is left alone)."""
+
+        def labels() -> dict[str, str]:
+            return dict(self._engine.api.inspect_volume(self.name).get("Labels") or {})
+
+        try:
+            if labels().get(LABEL_CACHE_KEY) != digest:
+                return False
+            helper = self._helper.container  # made now: it pins the entry while we use it
+            log.debug("cache entry %s held by helper %s", self.name, helper[:12])
+            if labels().get(LABEL_CACHE_KEY) == digest:
+                return True
+        except docker.errors.NotFound:
+            pass
+        log.debug("cache entry %s went away while being looked up", self.name)
+        self._helper.drop()
+        return False
+
+    def discard(self) -> None:
+        """Remove a half-built entry now."""
+        self._discarded = True
+        self._owner.finalize(self)
+
+    def _lets_go(self) -> bool:
+        """Whether removing it only lets go of it: a complete entry stays in the cache, and
+        a run's own entry (``--dockervol-cache=off``) is removed by the process that answers
+        for the run, once every worker is done. A half-built one goes at once."""
+        return not self._discarded and (self._in_cache or self._owner.identity.is_worker)
+
+    def _live_clones(self) -> list[str]:
+        """Letting go never touches the entry: other processes' clones may read it."""
+        if self._lets_go():
+            return [d.name for d in self._dependents if not d.removed]
+        return super()._live_clones()
+
+    def _remove_from_engine(self) -> None:
+        __tracebackhide__ = True
+        self._helper.drop()
+        if not self._lets_go():
+            super()._remove_from_engine()
+
+
+def cached_volume(
+    owner: ResourceOwner,
+    key: str,
+    seed: SeedSource | None,
+    inputs: Iterable[str | os.PathLike[str]],
+    version: str,
+    mode: str,
+) -> CachedVolume:
+    """The entry for ``key`` and what it is built from: found, or built now (once)."""
+    __tracebackhide__ = True
+    if not isinstance(key, str) or not key:
+        raise DockervolUsageError(f"cache key {key!r} must be a non-empty string")
+    if not isinstance(version, str):
+        raise DockervolUsageError(f"cache version {version!r} must be a string, e.g. an image id")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]  # one path, not its characters
+    prepared = prepare_seed(seed)
+    digest = cache_digest(key, version=version, seed=prepared, inputs=list(inputs))
+    identity = owner.identity
+    engine = owner.creating_engine
+    failure_file = state_dir() / "runs" / identity.run_id / f"cache-{digest[:16]}.json"
+    failure_file.parent.mkdir(parents=True, exist_ok=True)
+    # One build per machine: runs and workers that need the same missing entry wait here.
+    with FileLock(str(state_dir() / f"cache-{digest[:16]}.lock")):
+        if failure_file.exists():
+            failed = json.loads(failure_file.read_text())
+            raise CacheBuildError(key, failed["error"], failed["where"])
+        entry = _usable_entry(list_entries(engine.api, digest), identity.run_id, mode)
+        if entry is not None:
+            volume = CachedVolume(owner, engine, entry.name, creator=owner.creator)
+            if volume.pin(digest):
+                volume.seal(in_cache=entry.complete)
+                owner.register(volume)
+                if entry.complete:
+                    record_use(engine, entry)
+                return volume
+        return _build(owner, key, digest, prepared, mode, failure_file)
+
+
+def _usable_entry(entries: list[CacheEntry], run_id: str, mode: str) -> CacheEntry | None:
+    """``use``: the newest complete entry. ``refresh`` and ``off`` build once per run, so
+    they take only what this very run built (a worker asking after another built it)."""
+    for entry in entries:
+        ours = entry.run_id == run_id
+        if mode == "use" and entry.complete:
+            return entry
+        if mode == "refresh" and entry.complete and ours:
+            return entry
+        if mode == "off" and ours:
+            return entry
+    return None
+
+
+def _build(
+    owner: ResourceOwner,
+    key: str,
+    digest: str,
+    seed: PreparedSeed,
+    mode: str,
+    failure_file: Path,
+) -> CachedVolume:
+    """Build the entry under a name of its own, then mark it complete (not with ``off``)."""
+    __tracebackhide__ = True
+    identity = owner.identity
+    engine = owner.creating_engine
+    suffix = f"{digest[:12]}-{uuid.uuid4().hex[:6]}"
+    name = check_volume_name(f"{identity.name_prefix}-cache-{slugify(key)[:24]}-{suffix}")
+    volume: CachedVolume | None = None
+    try:
+        labels = {LABEL_CACHE_KEY: digest, LABEL_CACHE_NAME: key[:200]}
+        volume = CachedVolume.create(owner, name, kind="cached", labels=labels)
+        owner.register(volume)
+        if seed is not None:
+            volume.seed(seed)
+        volume.seal(in_cache=mode != "off")
+        if mode != "off":
+            add_marker(engine, name, digest)
+    except BaseException as exc:
+        where = f"{identity.worker} while building it"
+        failure = {"error": f"{type(exc).__name__}: {exc}", "where": where}
+        failure_file.write_text(json.dumps(failure))
+        if volume is not None:
+            volume.discard()
+        if isinstance(exc, Exception):  # the same error as every other worker gets
+            raise CacheBuildError(key, failure["error"], where) from exc
+        raise
+    log.info("built golden cache entry %s for %r", name, key)
+    if mode == "refresh":
+        for older in list_entries(engine.api, digest):
+            if older.name != name and older.complete:
+                why_not = remove_entry(engine, older)
+                if why_not:
+                    log.debug("kept superseded cache entry %s: %s", older.name, why_not)
+    return volume
