@@ -92,16 +92,15 @@ class CachedVolume(NamedVolume):
         self._sealed, self._in_cache = True, in_cache
 
     def pin(self, digest: str) -> bool:
-        """Hold the entry with this process's helper while it is used; False if it is no
-        longer the cache's (removed since the lookup, the engine would have made an empty
-        volume of that name for the helper: that one is left alone)."""
+        """Hold the entry with this process's helper while it is used (the engine refuses to
+        remove a volume a container mounts); False if it is no longer the cache's (removed
+        since the lookup, the engine made an empty volume of that name for the helper: that
+        one is left alone)."""
 
         def labels() -> dict[str, str]:
             return dict(self._engine.api.inspect_volume(self.name).get("Labels") or {})
 
         try:
-            if labels().get(LABEL_CACHE_KEY) != digest:
-                return False
             helper = self._helper.container  # made now: it pins the entry while we use it
             log.debug("cache entry %s held by helper %s", self.name, helper[:12])
             if labels().get(LABEL_CACHE_KEY) == digest:
