@@ -16,7 +16,6 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import docker.errors
 from docker.types import Mount
@@ -24,15 +23,12 @@ from filelock import FileLock
 
 from ._cache_key import cache_digest
 from ._cache_store import CacheEntry, add_marker, list_entries, record_use, remove_entry
-from ._docker_volume import NamedVolume, Snapshot
+from ._docker_volume import NamedVolume
 from ._errors import CacheBuildError, DockervolUsageError
 from ._identity import LABEL_CACHE_KEY, LABEL_CACHE_NAME, check_volume_name, slugify
 from ._lease import state_dir
 from ._owner import ResourceOwner
 from ._volume import PreparedSeed, SeedSource, prepare_seed
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -41,6 +37,7 @@ class CachedVolume(NamedVolume):
     """A golden volume of the cache: immutable, cloned by the tests that need its files."""
 
     kind = "cached"
+    cloned_elsewhere = True
     #: Set once the build is over: from then on the volume never changes.
     _sealed = False
     #: Marked complete on the engine: it outlives the run, which only lets go of it.
@@ -54,11 +51,6 @@ class CachedVolume(NamedVolume):
                 f"clone it (volume.clone()) and {action} the clone"
             )
         super()._check_writable(action)
-
-    def restore(self, snapshot: Snapshot) -> Self:
-        __tracebackhide__ = True
-        self._check_writable("restore")
-        return super().restore(snapshot)
 
     def mount(self, target: str, *, read_only: bool | None = None) -> Mount:
         """Read-only once built (the default then): a container writing into it would change
@@ -96,14 +88,11 @@ class CachedVolume(NamedVolume):
         remove a volume a container mounts); False if it is no longer the cache's (removed
         since the lookup, the engine made an empty volume of that name for the helper: that
         one is left alone)."""
-
-        def labels() -> dict[str, str]:
-            return dict(self._engine.api.inspect_volume(self.name).get("Labels") or {})
-
         try:
             helper = self._helper.container  # made now: it pins the entry while we use it
             log.debug("cache entry %s held by helper %s", self.name, helper[:12])
-            if labels().get(LABEL_CACHE_KEY) == digest:
+            labels = self._engine.api.inspect_volume(self.name).get("Labels") or {}
+            if labels.get(LABEL_CACHE_KEY) == digest:
                 return True
         except docker.errors.NotFound:
             pass

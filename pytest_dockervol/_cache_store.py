@@ -73,6 +73,16 @@ def _float(labels: dict[str, str], key: str) -> float:
 
 def list_entries(api: Any, digest: str | None = None) -> list[CacheEntry]:
     """The cache's entries (of one key digest), newest first, complete or not."""
+    return _scan(api, digest)[0]
+
+
+def complete_entry_names(api: Any) -> set[str]:
+    """Names of complete entries: the reaper leaves them out of their builders' runs."""
+    return {entry.name for entry in list_entries(api) if entry.complete}
+
+
+def _scan(api: Any, digest: str | None) -> tuple[list[CacheEntry], list[str]]:
+    """Entries, and markers whose entry is gone (removed by hand), in one engine call."""
     wanted = [f"{LABEL_OWNER}={OWNER_VALUE}"]
     if digest is not None:
         wanted.append(f"{LABEL_CACHE_KEY}={digest}")
@@ -102,18 +112,15 @@ def list_entries(api: Any, digest: str | None = None) -> list[CacheEntry]:
         )
         for name, labels in entries.items()
     ]
-    return sorted(found, key=lambda entry: entry.created, reverse=True)
-
-
-def marked_entry_names(api: Any) -> set[str]:
-    """Names of complete entries: the reaper leaves them out of their builders' runs."""
-    filters = {"label": [f"{LABEL_KIND}={MARKER_KIND}"]}
-    volumes = api.volumes(filters=filters).get("Volumes") or []
-    return {
-        (v.get("Labels") or {}).get(LABEL_CACHE_ENTRY, "")
-        for v in volumes
-        if (v.get("Labels") or {}).get(LABEL_KIND) == MARKER_KIND
-    }
+    # An entry is created before its markers, so one listing that holds a marker holds
+    # its entry too, unless the entry was removed.
+    orphans = [
+        name
+        for entry, found_markers in markers.items()
+        if entry not in entries
+        for name, _ in found_markers
+    ]
+    return sorted(found, key=lambda entry: entry.created, reverse=True), orphans
 
 
 def add_marker(engine: Engine, entry: str, digest: str) -> str:
@@ -166,25 +173,16 @@ def remove_entry(engine: Engine, entry: CacheEntry) -> str | None:
     return None
 
 
-def remove_orphan_markers(engine: Engine) -> None:
-    """Markers whose entry is gone (removed by hand): nothing may find them again."""
-    marked = marked_entry_names(engine.api)  # first: an entry always exists before its marker
-    names = {str(v["Name"]) for v in engine.api.volumes().get("Volumes") or []}
-    for entry in marked - names:
-        for marker in (
-            engine.api.volumes(filters={"label": [f"{LABEL_CACHE_ENTRY}={entry}"]}).get("Volumes")
-            or []
-        ):
-            if (marker.get("Labels") or {}).get(LABEL_KIND) == MARKER_KIND:
-                with contextlib.suppress(docker.errors.APIError):
-                    engine.api.remove_volume(marker["Name"])
-
-
 def evict_unused(engine: Engine, *, max_idle: float) -> list[str]:
-    """Remove complete entries no run has used for ``max_idle`` seconds (and no run uses)."""
+    """Remove complete entries no run has used for ``max_idle`` seconds (and no run uses),
+    and markers whose entry is gone: nothing may find them again."""
     removed = []
     now = time.time()
-    for entry in list_entries(engine.api):
+    entries, orphans = _scan(engine.api, None)
+    for marker in orphans:
+        with contextlib.suppress(docker.errors.APIError):
+            engine.api.remove_volume(marker)
+    for entry in entries:
         if not entry.complete or now - entry.last_used <= max_idle:
             continue
         why_not = remove_entry(engine, entry)

@@ -14,6 +14,8 @@ the volumes refuse to change or remove a volume while such clones of it live.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import stat
@@ -21,14 +23,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker.errors
+from filelock import FileLock
 
 from ._engine import ENGINE_ERRORS, Engine, engine_error_reason
 from ._identity import LABEL_LAYER, LABEL_NEEDS, RunIdentity
+from ._lease import state_dir
 from ._seedplan import DIR, FILE, Entry, PlanBuilder, SeedPlan
-from ._tarstream import open_stream
+from ._tarstream import open_stream, read_file_from_tar
 from ._volume_ops import VolumeHelper, close_stream, create_volume, remove_with_own_users
 
 log = logging.getLogger("pytest_dockervol")
@@ -145,6 +150,26 @@ def layered_on(engine: Engine, name: str) -> list[str]:
     return [str(v["Name"]) for v in found if LABEL_NEEDS + name in (v.get("Labels") or {})]
 
 
+def _verdicts_file() -> Path:
+    """This machine's probe verdicts, per engine: "" for copy-on-write, else why not."""
+    return state_dir() / "copy-on-write.json"
+
+
+def _read_verdicts() -> dict[str, str]:
+    try:
+        loaded = json.loads(_verdicts_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def _write_verdicts(verdicts: dict[str, str]) -> None:
+    path = _verdicts_file()
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(verdicts))
+    os.replace(partial, path)
+
+
 class CopyOnWrite:
     """Whether clones on this engine may be copy-on-write: decided once per engine, by what
     the engine says of itself and then by a probe (an overlay clone of a probe volume that
@@ -163,18 +188,14 @@ class CopyOnWrite:
         self._wanted = wanted
         #: Called before the probe creates anything (starts the run's watchdog).
         self._creating = creating
-        self._reason: str | None = None
-        self._decided = False
 
-    @property
+    @functools.cached_property
     def reason_not(self) -> str | None:
         """None when clones are copy-on-write, else why they are full copies."""
-        if not self._decided:
-            self._reason = self._decide()
-            self._decided = True
-            if self._reason is not None:
-                log.debug("clones are full copies: %s", self._reason)
-        return self._reason
+        reason = self._decide()
+        if reason is not None:
+            log.debug("clones are full copies: %s", reason)
+        return reason
 
     @property
     def available(self) -> bool:
@@ -199,12 +220,21 @@ class CopyOnWrite:
             return "a rootless engine cannot mount overlays of its volumes"
         if "name=userns" in security:
             return "the engine remaps user namespaces"
-        started = time.perf_counter()
-        try:
-            failure = self._probe()
-        except ENGINE_ERRORS as exc:
-            failure = f"the probe failed: {engine_error_reason(exc)}"
-        log.debug("copy-on-write probe took %.3f s", time.perf_counter() - started)
+        # Once per engine, not per session: the verdict is kept on this machine under what
+        # could change it (the engine's id, version, kernel and data directory).
+        fields = ("ID", "ServerVersion", "KernelVersion", "DockerRootDir", "Driver")
+        engine_key = " ".join(str(info.get(field, "?")) for field in fields)
+        with FileLock(str(_verdicts_file().with_suffix(".lock"))):
+            verdicts = _read_verdicts()
+            if engine_key in verdicts:
+                return verdicts[engine_key] or None
+            started = time.perf_counter()
+            try:
+                failure = self._probe()
+            except ENGINE_ERRORS as exc:
+                failure = f"the probe failed: {engine_error_reason(exc)}"
+            log.debug("copy-on-write probe took %.3f s", time.perf_counter() - started)
+            _write_verdicts({**verdicts, engine_key: failure or ""})
         return failure
 
     def _probe(self) -> str | None:
@@ -242,14 +272,7 @@ class CopyOnWrite:
                 driver_opts=options,
             )
             clone = VolumeHelper(engine, clone_name, identity, "session")
-            stream = clone.get_archive("probe")
-            try:
-                tar = open_stream(stream)
-                member = tar.next()
-                reader = tar.extractfile(member) if member is not None else None
-                content = reader.read() if reader is not None else b""
-            finally:
-                close_stream(stream)
+            content = read_file_from_tar(clone.get_archive("probe"), "probe", volume=clone_name)
             if content != marker:
                 return "the probe's overlay volume did not show its lower layer"
             return None

@@ -300,6 +300,7 @@ class Layer(NamedVolume):
     directories; removed with that volume."""
 
     kind = "layer"
+    goes_with_its_reader = True
 
 
 class Snapshot:

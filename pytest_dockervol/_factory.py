@@ -21,7 +21,7 @@ from docker.models.containers import Container
 
 from ._anonymous import AnonymousVolume
 from ._cache import CachedVolume, cached_volume
-from ._cache_store import evict_unused, remove_orphan_markers
+from ._cache_store import evict_unused
 from ._containers import ContainerRunner
 from ._cow import CopyOnWrite
 from ._docker_volume import DockerVolume, NamedVolume, Snapshot
@@ -135,11 +135,12 @@ class VolumeFactory:
             if not self.settings.direct:
                 engine.direct_verified = False
             if self._reap_on_connect:
-                self._reap_dead_runs(engine)
+                self._sweep_leftovers(engine)
         return self._engine
 
-    def _reap_dead_runs(self, engine: Engine) -> None:
-        """Once per process, before creating anything: reap runs that died."""
+    def _sweep_leftovers(self, engine: Engine) -> None:
+        """Once per process, before creating anything: reap runs that died, and (in the
+        run's first process) golden-cache entries unused for too long."""
         try:
             reaped = reap_dead_runs(
                 engine.api, self.identity, max_age=self.settings.reap_after_hours * 3600
@@ -155,7 +156,6 @@ class VolumeFactory:
         if self.identity.is_worker:
             return  # the run's first process looks after the cache
         try:
-            remove_orphan_markers(engine)
             self.reaped_lines += evict_unused(engine, max_idle=self.settings.cache_days * 86400)
         except ENGINE_ERRORS as exc:
             log.warning("pytest-dockervol: could not clean the golden cache: %s", exc)

@@ -9,6 +9,7 @@ Removals therefore always run in dependency order: clones, their layers, then so
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 from ._cow import layered_on
 from ._engine import Engine
@@ -18,6 +19,11 @@ from ._volume import Volume
 
 class LayeredVolume(Volume):
     """A Docker volume that may be read by copy-on-write clones, or be one itself."""
+
+    #: Other processes (xdist workers, later runs) may clone it: ask the engine for readers.
+    cloned_elsewhere: ClassVar[bool] = False
+    #: A layer volume: it exists for the one volume that reads it, and goes with it.
+    goes_with_its_reader: ClassVar[bool] = False
 
     def __init__(self, name: str, engine: Engine) -> None:
         super().__init__(name)
@@ -45,9 +51,9 @@ class LayeredVolume(Volume):
 
     def _live_clones(self) -> list[str]:
         """Names of live copy-on-write volumes that read this one: this process's, and for
-        volumes other processes may clone (shared, cached), whatever the engine lists."""
+        volumes other processes may clone (``cloned_elsewhere``), whatever the engine lists."""
         names = [d.name for d in self._dependents if not d.removed]
-        if self.kind in ("shared", "cached"):
+        if self.cloned_elsewhere:
             names += [n for n in layered_on(self._engine, self.name) if n not in names]
         return names
 
@@ -82,7 +88,7 @@ class LayeredVolume(Volume):
             self._dependents.remove(dependent)
         if any(not d.removed for d in self._dependents):
             return
-        if self._removal_deferred or (self.kind == "layer" and not self._dependents):
+        if self._removal_deferred or (self.goes_with_its_reader and not self._dependents):
             self._removed = self._removal_deferred = False
             self.remove()
 

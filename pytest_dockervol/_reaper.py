@@ -18,7 +18,7 @@ from typing import Any
 
 import docker.errors
 
-from ._cache_store import ENTRY_KIND, marked_entry_names
+from ._cache_store import ENTRY_KIND, complete_entry_names
 from ._cow import needs_of
 from ._identity import (
     LABEL_CREATED,
@@ -110,11 +110,16 @@ def list_resources(
     ]
     if any(r.labels.get(LABEL_KIND) == ENTRY_KIND for r in found):
         # A golden-cache entry belongs to the run that builds it only until it is complete.
-        marked = marked_entry_names(api)
-        found = [r for r in found if r.kind == "container" or r.name not in marked]
-    # Dependency order: containers, then copy-on-write volumes before the volumes they
-    # read (a volume's readers always need more volumes than it does), layers, sources.
-    return sorted(found, key=lambda r: (r.kind != "container", -len(needs_of(r.labels))))
+        complete = complete_entry_names(api)
+        found = [r for r in found if r.kind == "container" or r.name not in complete]
+    return removal_order(found)
+
+
+def removal_order(resources: Iterable[Resource]) -> list[Resource]:
+    """Containers, then copy-on-write volumes before the volumes they read (a reader needs
+    every volume its source needs, and the source: always more), so layers and sources
+    go last. The kernel requires no change to a lower layer while an overlay is mounted."""
+    return sorted(resources, key=lambda r: (r.kind != "container", -len(needs_of(r.labels))))
 
 
 def group_by_run(resources: Iterable[Resource]) -> dict[str, RunSummary]:

@@ -32,6 +32,7 @@ class SharedVolume(NamedVolume):
     """A named volume shared by every worker of the run; removed when the run ends."""
 
     kind = "shared"
+    cloned_elsewhere = True
     _run_owner = False
 
     def remove(self) -> None:

@@ -504,17 +504,25 @@ def test_use(volume_factory):
 """
 
 
+def build_simple_entry(
+    inner: InnerPytest, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """An inner run that builds a small complete entry for ``key``; its name."""
+    monkeypatch.setenv("CACHE_KEY", key)
+    inner.pytester.makepyfile(test_simple=SIMPLE)
+    built = inner.run("-p", "no:xdist")
+    built.result.assert_outcomes(passed=1)
+    name = (tmp_path / "records" / "entry").read_text()
+    assert_clean(built, name)
+    return name
+
+
 def test_cli_lists_the_cache_and_removes_only_unused_entries(
     inner: InnerPytest, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = inner.client
     with cache_key(client) as (key, _seen):
-        monkeypatch.setenv("CACHE_KEY", key)
-        inner.pytester.makepyfile(test_simple=SIMPLE)
-        built = inner.run("-p", "no:xdist")
-        built.result.assert_outcomes(passed=1)
-        name = (tmp_path / "records" / "entry").read_text()
-        assert_clean(built, name)
+        name = build_simple_entry(inner, key, tmp_path, monkeypatch)
 
         for args in (("ls", "--cache"), ("ls", "--cache", "--size")):
             listed = cli(*args)
@@ -556,12 +564,7 @@ def test_entries_unused_for_cache_days_are_evicted_by_a_later_run(
 ) -> None:
     client = inner.client
     with cache_key(client) as (key, _seen):
-        monkeypatch.setenv("CACHE_KEY", key)
-        inner.pytester.makepyfile(test_simple=SIMPLE)
-        built = inner.run("-p", "no:xdist")
-        built.result.assert_outcomes(passed=1)
-        name = (tmp_path / "records" / "entry").read_text()
-        assert_clean(built, name)
+        name = build_simple_entry(inner, key, tmp_path, monkeypatch)
         assert entries_of(client, key) == [name]
 
         time.sleep(2)
@@ -575,6 +578,24 @@ def test_entries_unused_for_cache_days_are_evicted_by_a_later_run(
             ]
         )
         assert entries_of(client, key) == []
+        assert markers_of(client, name) == []
+        assert_clean(run)
+
+
+def test_markers_of_an_entry_removed_by_hand_go_at_a_later_run(
+    inner: InnerPytest, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = inner.client
+    with cache_key(client) as (key, seen):
+        name = build_simple_entry(inner, key, tmp_path, monkeypatch)
+        markers = markers_of(client, name)
+        assert len(markers) == 1
+        client.volumes.get(name).remove()  # `docker volume rm`: its marker stays
+        seen.add(name)
+
+        inner.pytester.makepyfile(test_simple="def test_touch(named_volume):\n    pass\n")
+        run = inner.run("-p", "no:xdist")
+        run.result.assert_outcomes(passed=1)
         assert markers_of(client, name) == []
         assert_clean(run)
 

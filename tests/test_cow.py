@@ -3,9 +3,11 @@ outside with busybox and the engine; sources that stay valid; crash cleanup with
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import docker
+import pytest
 from conftest import InnerPytest, InnerRun, is_podman, killable_run, leftovers, wait_for
 
 INNER = r"""
@@ -190,4 +192,73 @@ def test_ls(volume_factory):
     )
     run = inner.run()
     run.result.assert_outcomes(passed=1)
+    assert run.leftovers() == []
+
+
+def test_the_probe_runs_once_per_engine_and_its_verdict_is_kept(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first session on a machine probes the engine; later ones (and xdist workers)
+    read the verdict kept in the state directory, so it must be what they act on."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    inner.pytester.makepyfile("def test_x(): pass")
+    first = inner.run()
+    verdicts = next((tmp_path / "state").glob("pytest-dockervol-*/copy-on-write.json"), None)
+    if is_podman(inner.client):  # known without a probe
+        first.result.stdout.fnmatch_lines(["dockervol: clones: full copy (Podman*"])
+        assert verdicts is None
+        return
+    first.result.stdout.fnmatch_lines(["dockervol: clones: copy-on-write*"])
+    assert verdicts is not None
+    kept = json.loads(verdicts.read_text())
+    assert list(kept.values()) == [""]  # one engine, copy-on-write
+    verdicts.write_text(json.dumps(dict.fromkeys(kept, "kept by the test")))
+    second = inner.run()
+    second.result.stdout.fnmatch_lines(["dockervol: clones: full copy (kept by the test)*"])
+    assert first.leftovers() == []
+    assert second.leftovers() == []
+
+
+CROSS = r"""
+import os, pathlib, time
+import pytest
+from pytest_dockervol import ClonesAliveError
+
+SYNC = pathlib.Path(os.environ["SYNC_DIR"])
+
+def wait_for(name):
+    deadline = time.monotonic() + 60
+    while not (SYNC / name).exists():
+        assert time.monotonic() < deadline, f"no {name}"
+        time.sleep(0.05)
+    return (SYNC / name).read_text()
+
+def test_cross(volume_factory, worker_id):
+    shared = volume_factory.shared("cross", seed={"a.txt": "1"})
+    if worker_id == "gw0":
+        clone = shared.clone()
+        (SYNC / "cloned").write_text(f"{clone.name} {clone.copy_on_write}")
+        wait_for("tried")
+        clone.remove()
+        return
+    name, cow = wait_for("cloned").split()
+    if cow == "True":  # the other worker's overlay reads it: the engine's labels say so
+        with pytest.raises(ClonesAliveError, match=name):
+            shared.seed({"b.txt": "2"})
+    else:
+        shared.seed({"b.txt": "2"})
+    (SYNC / "tried").touch()
+"""
+
+
+def test_a_volume_another_worker_clones_is_refused_changes(
+    inner: InnerPytest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_DIR", str(tmp_path))
+    inner.pytester.makepyfile(test_cross=CROSS)
+    run = inner.run("-n", "2", "--dist", "each")
+    run.result.assert_outcomes(passed=2)
+    cow = (tmp_path / "cloned").read_text().split()[1] == "True"
+    assert cow is not is_podman(inner.client)
     assert run.leftovers() == []

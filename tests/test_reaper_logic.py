@@ -22,7 +22,7 @@ from pytest_dockervol._identity import (
     slugify,
 )
 from pytest_dockervol._lease import RunLease, forget_run_state, lease_state
-from pytest_dockervol._reaper import Resource, RunSummary, group_by_run, verdict
+from pytest_dockervol._reaper import Resource, RunSummary, group_by_run, removal_order, verdict
 
 ME = RunIdentity(run_id="a" * 32, worker="main", namespace="boot:1", session_pid=10)
 NOW = 1_000_000.0
@@ -151,3 +151,22 @@ def test_user_labels_cannot_forge_ownership() -> None:
         check_user_labels({"pytest-dockervol.owner": "pytest-dockervol"})
     with pytest.raises(LabelError, match="strings"):
         check_user_labels({"n": 1})  # type: ignore[dict-item]
+
+
+def test_removal_order_puts_readers_before_what_they_read() -> None:
+    """A clone of a clone needs more volumes than the clone, which needs more than its
+    layer and its source: removals go containers, grandchild, child, then the rest."""
+    needs = "pytest-dockervol.needs."
+    source = Resource("volume", "source", {})
+    layer1 = Resource("volume", "layer1", {})
+    child = Resource("volume", "child", {needs + "source": "", needs + "layer1": ""})
+    layer2 = Resource("volume", "layer2", {})
+    grandchild = Resource(
+        "volume",
+        "grandchild",
+        {needs + n: "" for n in ("child", "source", "layer1", "layer2")},
+    )
+    helper = Resource("container", "helper", {})
+    order = [r.name for r in removal_order([source, layer1, child, helper, layer2, grandchild])]
+    assert order[:3] == ["helper", "grandchild", "child"]
+    assert set(order[3:]) == {"source", "layer1", "layer2"}
