@@ -11,6 +11,7 @@ from ._engine import HELPER_MOUNT_POINT, refused_as
 from ._errors import EngineRefusedError
 from ._identity import ANONYMOUS_VOLUME_LABEL
 from ._owner import ResourceOwner
+from ._volume_ops import is_tmpfs
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -58,4 +59,5 @@ class AnonymousVolume(DockerVolume):
             helper_id = engine.create_helper(mount, identity.labels("helper", creator))
         mounts: list[dict[str, Any]] = engine.api.inspect_container(helper_id).get("Mounts") or []
         name = str(mounts[0]["Name"])
-        return cls(owner, engine, name, creator=creator, helper_id=helper_id)
+        tmpfs = is_tmpfs(driver, driver_opts)  # its seed is refused, as a named one's
+        return cls(owner, engine, name, creator=creator, helper_id=helper_id, tmpfs=tmpfs)

@@ -1,6 +1,6 @@
 """``pytest-dockervol``: list and remove what earlier test runs left on the engine.
 
-pytest-dockervol ls [--size]           what is there, per run, and whether it is over
+pytest-dockervol ls [--size]           what is there, per run: running, over or kept
 pytest-dockervol rm                    remove the runs that are over (what a new run does)
 pytest-dockervol rm --run ID [--force] remove one run's resources (kept ones included)
 pytest-dockervol ls --cache            the golden cache: key, size, age, last use
@@ -10,6 +10,7 @@ pytest-dockervol rm --cache [KEY]      remove cache entries (of KEY) that no liv
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -45,14 +46,25 @@ def _sizes(api: Any) -> dict[str, int]:
     }
 
 
+def run_state(over: bool, lease: str) -> str:
+    """A run's state in plain words: ``over`` (the reaper and ``rm`` remove it), ``kept``
+    (ended with --dockervol-keep: only ``rm --run`` removes it) or ``running``."""
+    if over:
+        return "over"
+    return "kept" if lease == "kept" else "running"
+
+
 def _describe(
     runs: dict[str, RunSummary], me: RunIdentity, max_age: float
-) -> list[tuple[RunSummary, bool, str]]:
+) -> list[tuple[RunSummary, str, bool, str]]:
+    """Each run, oldest first, with its state, whether it is over, and why."""
     now = time.time()
-    return [
-        (run, *verdict(run, me, lease=lease_state(run.run_id), now=now, max_age=max_age))
-        for run in sorted(runs.values(), key=lambda r: r.newest)
-    ]
+    described = []
+    for run in sorted(runs.values(), key=lambda r: r.newest):
+        lease = lease_state(run.run_id)
+        over, why = verdict(run, me, lease=lease, now=now, max_age=max_age)
+        described.append((run, run_state(over, lease), over, why))
+    return described
 
 
 def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
@@ -63,8 +75,9 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
         return 0
     sizes = _sizes(engine.api) if args.size else {}
     now = time.time()
-    for run, over, why in _describe(runs, me, args.reap_after * 3600):
-        state = "OVER" if over else "LIVE?"
+    for run, state, _over, why in _describe(runs, me, args.reap_after * 3600):
+        if state == "kept":
+            why += f"; remove it with `pytest-dockervol rm --run {run.run_id}`"
         print(f"run {run.run_id}  host {run.host or '?'}  {state}: {why}")
         for r in run.resources:
             size = sizes.get(r.name, -1)
@@ -133,7 +146,7 @@ def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
     me = RunIdentity.new()
     runs = group_by_run(list_resources(engine.api))
     failed = 0
-    for run, over, why in _describe(runs, me, args.reap_after * 3600):
+    for run, state, over, why in _describe(runs, me, args.reap_after * 3600):
         chosen = run.run_id in args.run if args.run else over
         if not chosen:
             continue
@@ -142,8 +155,8 @@ def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
             failed += 1
             continue
         result = reap_run(engine.api, run.run_id)
-        print(f"run {run.run_id} ({why}): removed {len(result.removed)}")
-        for failure in result.failed:
+        print(f"run {run.run_id} ({state}: {why}): removed {len(result.removed)}")
+        for failure in result.failed.values():
             print(f"  could not remove {failure}")
         failed += len(result.failed)
         if not result.failed:
@@ -155,6 +168,20 @@ def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; a reader that goes away early (``| head``) ends it quietly, as it ends
+    other command-line tools (Python's "Note on SIGPIPE"): status 141, no traceback."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit, and fail again: point it at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-dockervol", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--reap-after",

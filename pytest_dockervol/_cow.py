@@ -29,7 +29,7 @@ from typing import Any
 import docker.errors
 from filelock import FileLock
 
-from ._engine import ENGINE_ERRORS, Engine, engine_error_reason
+from ._engine import ENGINE_ERRORS, Engine, engine_error_reason, engine_errors_as
 from ._identity import LABEL_LAYER, LABEL_NEEDS, RunIdentity
 from ._lease import state_dir
 from ._seedplan import DIR, FILE, Entry, PlanBuilder, SeedPlan
@@ -137,10 +137,13 @@ def layering_of(helper: VolumeHelper) -> tuple[list[str], set[str], Root]:
     """What an overlay of ``helper``'s volume needs: its directories (top first), the
     volumes it would read, and its root (CannotLayer if it cannot be one)."""
     name, engine = helper.volume, helper.engine
-    info = engine.api.inspect_volume(name)
-    lowers = lower_dirs(name, info)
-    needs = needs_of(info.get("Labels") or {}) | {name}
-    return lowers, needs, root_of(helper, lowers[0], engine)
+    # An engine error here costs the copy-on-write, not the clone: a full copy follows,
+    # and says the engine's cause in its own error if it fails too.
+    with engine_errors_as(lambda why: CannotLayer(f"reading volume {name} failed: {why}")):
+        info = engine.api.inspect_volume(name)
+        lowers = lower_dirs(name, info)
+        needs = needs_of(info.get("Labels") or {}) | {name}
+        return lowers, needs, root_of(helper, lowers[0], engine)
 
 
 def layered_on(engine: Engine, name: str) -> list[str]:

@@ -12,13 +12,13 @@ then be visible through the archive API. Anything else takes the archive API.
   user-namespace remapping nor rootless mode (uids would be shifted);
 - the volume uses the ``local`` driver without options (no tmpfs/nfs/bind mounts, whose
   ``Mountpoint`` is only a mount target);
-- no running container uses the volume (a running container could swap a directory for
-  a symlink while we write; the plan also replaces symlinked parents before writing).
+- no running container uses the volume (it would race the writes; they are made through
+  descriptors (``_hostfs``), so a container that starts meanwhile and plants links makes
+  the seed fail, never write outside the volume).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
@@ -30,6 +30,7 @@ from typing import Literal
 import docker.errors
 
 from ._engine import Engine
+from ._hostfs import HostTree, write_all
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -95,15 +96,19 @@ class DirectTarget:
     def _probe(self, path: Path) -> bool:
         """Write a file here, look for it through the engine: the same directory, or not."""
         name = f".pytest-dockervol-probe-{uuid.uuid4().hex}"
-        probe = path / name
         try:
-            probe.write_bytes(b"probe")
-            seen = self._read_back(name) == b"probe"
+            with HostTree(path) as tree:
+                fd = tree.create_file(name)
+                try:
+                    write_all(fd, b"probe")
+                finally:
+                    os.close(fd)
+                try:
+                    seen = self._read_back(name) == b"probe"
+                finally:
+                    tree.remove_non_directory(name)
         except Exception as exc:  # any doubt means no
             log.debug("direct seeding disabled: probe failed: %s", exc)
             seen = False
-        finally:
-            with contextlib.suppress(OSError):
-                probe.unlink()
         log.debug("direct seeding %s for this engine", "enabled" if seen else "disabled")
         return seen

@@ -48,6 +48,7 @@ from ._volume_ops import (
     VolumeHelper,
     copy_files,
     create_volume,
+    is_tmpfs,
     labels_of,
     recreate_empty,
     refill,
@@ -87,9 +88,9 @@ class DockerVolume(LayeredVolume):
         __tracebackhide__ = True
         directory = self._direct.directory()
         if directory is not None:
-            plan.write_to(directory)
+            plan.write_to(directory, volume=self.name)
             return
-        self._helper.put_archive(plan.tar_chunks())
+        self._helper.write_seed(plan.tar_chunks())
 
     def read_bytes(self, path: str) -> bytes:
         __tracebackhide__ = True
@@ -291,7 +292,7 @@ class NamedVolume(DockerVolume):
             driver=driver,
             driver_opts=driver_opts,
         )
-        tmpfs = (driver or "local") == "local" and (driver_opts or {}).get("type") == "tmpfs"
+        tmpfs = is_tmpfs(driver, driver_opts)
         return cls(owner, engine, name, creator=creator, tmpfs=tmpfs)
 
 

@@ -15,12 +15,13 @@ import os
 import re
 import socket
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 from docker.types import Mount
 from filelock import FileLock
 
@@ -29,6 +30,7 @@ from ._errors import (
     EngineRefusedError,
     EngineUnavailableError,
     ImageNotFoundLocallyError,
+    one_line,
 )
 from ._identity import LABEL_KIND, LABEL_OWNER, OWNER_VALUE
 from ._lease import state_dir
@@ -67,18 +69,38 @@ def short_reason(exc: BaseException) -> str:
             return f"{type(cause).__name__}: {cause.strerror}"
         cause = cause.__cause__ or cause.__context__
     first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return first_line[:200]
+    return one_line(first_line)
+
+
+#: What a call to the engine raises when the engine refuses or the connection breaks
+#: (mid-stream too: urllib3's own errors reach us from a streamed archive).
+ENGINE_CALL_ERRORS: tuple[type[BaseException], ...] = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+)
 
 
 @contextlib.contextmanager
-def refused_as(action: str, fix: str) -> Iterator[None]:
-    """Turn an engine error into one line that says what was asked and how to fix it."""
+def engine_errors_as(
+    error: Callable[[str], Exception],
+    catch: tuple[type[BaseException], ...] = ENGINE_CALL_ERRORS,
+) -> Iterator[None]:
+    """Raise ``error(why)`` for an engine error in the block: one line that keeps the
+    engine's cause whole (``no space left on device``), in the plugin's own error type
+    that says what state things are left in. The plugin's own errors pass through."""
     __tracebackhide__ = True
     try:
         yield
-    except docker.errors.APIError as exc:
-        explanation = str(exc.explanation or exc).strip().splitlines()[0]
-        raise EngineRefusedError(action, explanation, fix) from None
+    except catch as exc:
+        raise error(engine_error_reason(exc)) from None
+
+
+def refused_as(action: str, fix: str) -> contextlib.AbstractContextManager[None]:
+    """Turn an engine refusal into one line that says what was asked and how to fix it."""
+    return engine_errors_as(
+        lambda why: EngineRefusedError(action, why, fix), (docker.errors.APIError,)
+    )
 
 
 #: What a call to the engine can raise, our own errors included: teardown reports these
@@ -102,12 +124,14 @@ def describe_containers(containers: list[dict[str, Any]]) -> str:
 
 
 def engine_error_reason(exc: BaseException) -> str:
-    """Why an engine call failed, in words that say where to look."""
+    """Why an engine call failed, in one line that says where to look: the engine's own
+    explanation whole (the cause comes last: ``write /v/f: no space left on device``),
+    only its long words (paths, URLs) cut."""
     if isinstance(exc, docker.errors.APIError):
-        return str(exc.explanation or exc).strip().splitlines()[0]
-    if isinstance(exc, (requests.exceptions.RequestException, docker.errors.DockerException)):
+        return one_line(str(exc.explanation or exc)) or type(exc).__name__
+    if isinstance(exc, ENGINE_CALL_ERRORS):
         return f"the engine at {describe_address()} did not answer ({short_reason(exc)})"
-    return str(exc)
+    return one_line(str(exc)) or type(exc).__name__
 
 
 class Engine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -11,6 +12,43 @@ import pytest
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
+
+
+#: A word this long in a message (a path, a URL) is cut: the line stays readable.
+_LONG_WORD = re.compile(r"\S{100,}")
+_KEPT = 60
+#: A cause longer than this keeps its start and its end, where an engine says why.
+_LONGEST_CAUSE = 200
+
+
+def short_repr(text: str) -> str:
+    """``repr(text)`` for a message, its first 60 characters only when it is long: a
+    5,000-byte path must not bury the rest of the line."""
+    if len(text) <= _KEPT + 20:
+        return repr(text)
+    return f"{text[:_KEPT]!r}...({len(text):,} characters)"
+
+
+def one_line(text: str) -> str:
+    """Text as one line of a message: lines and runs of spaces joined, and each word of
+    100 characters or more (a long path, a URL) cut to its first 60 and its length. Text
+    still over 200 characters keeps its first 60 and its end, where an error says why."""
+
+    def cut(match: re.Match[str]) -> str:
+        word = match.group()
+        end = word[-1] if word[-1] in ":;,.)]'\"" else ""
+        return f"{word[:_KEPT]}...({len(word):,} characters){end}"
+
+    joined = _LONG_WORD.sub(cut, " ".join(text.split()))
+    if len(joined) <= _LONGEST_CAUSE:
+        return joined
+    # Podman dumps whole Go structs before the cause: keep the start and the end.
+    marker = f" ...({len(joined):,} characters)... "
+    return joined[:_KEPT] + marker + joined[-(_LONGEST_CAUSE - _KEPT - len(marker)) :]
+
+
+#: The ``state`` of an error about a volume the factory created and removed again.
+REMOVED_STATE = "nothing is left (the new volume was removed); fix the cause and try again"
 
 
 class DockervolError(Exception):
@@ -23,6 +61,11 @@ class DockervolError(Exception):
     def __post_init__(self) -> None:
         fields = dataclasses.fields(cast("DataclassInstance", self))
         Exception.__init__(self, *(getattr(self, field.name) for field in fields))
+
+
+#: The longest volume name accepted: Linux's longest file name (the local driver makes
+#: ``/var/lib/docker/volumes/<name>``).
+MAX_VOLUME_NAME = 255
 
 
 class DockervolCleanupWarning(pytest.PytestWarning):
@@ -65,11 +108,10 @@ class SeedPathError(SeedError):
 
     path: str
     why: str
+    fix: str = "use a relative POSIX path that stays inside the volume"
 
     def __str__(self) -> str:
-        return (
-            f"path {self.path!r} {self.why}; use a relative POSIX path that stays inside the volume"
-        )
+        return f"path {short_repr(self.path)} {self.why}; {self.fix}"
 
 
 class SeedSourceError(SeedError):
@@ -84,8 +126,9 @@ class VolumeNameError(DockervolError, ValueError):
 
     def __str__(self) -> str:
         return (
-            f"invalid volume name {self.name!r}: use at least 2 characters from "
-            "[a-zA-Z0-9_.-], starting with a letter or digit"
+            f"invalid volume name {short_repr(str(self.name))}: use at least 2 characters "
+            "from [a-zA-Z0-9_.-], starting with a letter or digit, and at most "
+            f"{MAX_VOLUME_NAME} (the longest file name Linux allows)"
         )
 
 
@@ -182,7 +225,7 @@ class CleanupError(DockervolError):
     reason: str
 
     def __str__(self) -> str:
-        return f"could not remove {self.what} {self.name}: {self.reason}"
+        return f"could not remove {self.what} {self.name}: {one_line(self.reason)}"
 
 
 @dataclass(eq=False)
@@ -214,17 +257,36 @@ class VolumeInUseError(DockervolError):
 
 
 @dataclass(eq=False)
+class SeedWriteError(DockervolError):
+    """Writing a checked seed into a volume failed part-way (full disk, a racing container,
+    an engine error); the volume may hold part of the seed."""
+
+    volume: str
+    cause: str
+    #: What is left, and what to do: the factory rewrites it when it removed the volume.
+    state: str = (
+        "the volume holds part of the seed: remove the volume or seed it again once the "
+        "cause is fixed"
+    )
+
+    def __str__(self) -> str:
+        return f"could not seed volume {self.volume}: {one_line(self.cause)}; {self.state}"
+
+
+@dataclass(eq=False)
 class VolumeCopyError(DockervolError):
     """Copying a volume's files (clone, snapshot, restore) failed."""
 
     source: str
     target: str
     why: str
+    #: What is left, and what to do: the factory rewrites it when it removed the target.
+    state: str = "the target is incomplete, remove it or restore it again"
 
     def __str__(self) -> str:
         return (
-            f"could not copy volume {self.source} into {self.target}: {self.why}; "
-            "the target is incomplete, remove it or restore it again"
+            f"could not copy volume {self.source} into {self.target}: {one_line(self.why)}; "
+            f"{self.state}"
         )
 
 
@@ -237,7 +299,8 @@ class EngineRefusedError(DockervolError):
     fix: str
 
     def __str__(self) -> str:
-        return f"the Docker engine refused to {self.action}: {self.explanation}; {self.fix}"
+        explanation = one_line(self.explanation)
+        return f"the Docker engine refused to {self.action}: {explanation}; {self.fix}"
 
 
 @dataclass(eq=False)

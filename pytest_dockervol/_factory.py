@@ -41,6 +41,7 @@ from ._owner import Removable
 from ._reaper import reap_dead_runs
 from ._shared import SharedVolume, shared_volume
 from ._volume import SeedSource, Volume, adopt, prepare_seed
+from ._volume_ops import refuse_tmpfs_seed
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -60,9 +61,14 @@ class VolumeFactory:
     creator: str
     #: What this run reaped of others (and, on the xdist controller, of its workers).
     reaped_lines: list[str]
-    #: What --dockervol-keep kept, and what could not be removed: the end-of-run report.
+    #: The end-of-run report: what --dockervol-keep kept (host directories here; the run's
+    #: first process lists the engine's), and what could not be removed ("volume NAME" ->
+    #: the message), each resource once however often its removal failed.
     kept: list[str]
-    problems: list[str]
+    problems: dict[str, str]
+    #: Set by the plugin once the run's cleanup is complete: only then may the watchdog
+    #: stand down (an interrupted cleanup is the watchdog's to finish).
+    cleanup_done: bool
     #: xdist controller: a worker touched the engine (so the final sweep is worth it).
     workers_used_engine: bool
     #: Set by the plugin: starts the watchdog before the run creates its first resource.
@@ -92,7 +98,8 @@ class VolumeFactory:
         self.creator = "session"
         self.reaped_lines = []
         self.kept = []
-        self.problems = []
+        self.problems = {}
+        self.cleanup_done = False
         self.workers_used_engine = False
         self.on_first_create = None
         self._reap_on_connect = reap_on_connect
@@ -207,6 +214,7 @@ class VolumeFactory:
         if name is not None:
             check_volume_name(name)
         user_labels = check_user_labels(labels)
+        refuse_tmpfs_seed(driver, driver_opts, seed)
         prepared = prepare_seed(seed)
         volume = NamedVolume.create(
             self,
@@ -229,6 +237,7 @@ class VolumeFactory:
         """A new anonymous volume (Docker picks its 64-hex name)."""
         __tracebackhide__ = True
         user_labels = check_user_labels(labels)
+        refuse_tmpfs_seed(driver, driver_opts, seed)
         prepared = prepare_seed(seed)
         volume = AnonymousVolume.create(
             self, labels=user_labels, driver=driver, driver_opts=driver_opts
@@ -340,23 +349,27 @@ class VolumeFactory:
         if resource.removed:
             return
         if self.settings.keep and not (isinstance(resource, HostVolume) and not resource.owned):
-            label = f"{resource.kind} {resource.name}"
-            if label not in self.kept:
-                self.kept.append(label)
+            # What is on the engine is listed from it when the run ends (with its kinds, and
+            # without the helpers that would pin it); a host directory is known only here.
+            line = f"{resource.kind:9} {resource.name}"
+            if isinstance(resource, HostVolume) and line not in self.kept:
+                self.kept.append(line)
             return
         try:
             resource.remove()
         except ENGINE_ERRORS as exc:
+            is_volume = isinstance(resource, Volume)
+            key = f"volume {resource.name}" if is_volume else f"{resource.kind} {resource.name}"
+            if key in self.problems:
+                return  # the session's last attempt failed again: reported once
             if isinstance(exc, CleanupError):
                 message = f"pytest-dockervol: {exc}"
             else:
                 why = engine_error_reason(exc)
-                what = f"{resource.kind} volume" if isinstance(resource, Volume) else resource.kind
+                what = f"{resource.kind} volume" if is_volume else resource.kind
                 message = f"pytest-dockervol: could not remove {what} {resource.name}: {why}"
-            if message in self.problems:
-                return  # the session's last attempt failed the same way as the test's
             log.warning("%s", message)
-            self.problems.append(message)
+            self.problems[key] = message
             warnings.warn(DockervolCleanupWarning(message), stacklevel=2)
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 import shutil
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import docker.errors
 from docker.types import Mount
 
-from ._engine import HELPER_MOUNT_POINT, Engine
+from ._engine import ENGINE_ERRORS, HELPER_MOUNT_POINT, Engine, describe_containers
 from ._errors import CleanupError, VolumeReadError
-from ._identity import RunIdentity
+from ._hostfs import HostTree, UnsafePathError
+from ._identity import LABEL_RUN, RunIdentity
 from ._seedplan import SeedPlan
 from ._seeds import check_relative_path
 from ._tarstream import iter_tar_members
 from ._volume import Entry, Volume
+
+log = logging.getLogger("pytest_dockervol")
 
 
 class HostVolume(Volume):
@@ -48,71 +54,116 @@ class HostVolume(Volume):
         self._engine_if_connected = engine_if_connected
 
     def _write_plan(self, plan: SeedPlan) -> None:
-        plan.write_to(self.path)
+        plan.write_to(self.path, volume=self.name)
 
     def read_bytes(self, path: str) -> bytes:
+        """The file's content, reached without following any link (``_hostfs``): a link
+        that a container planted anywhere on the path is refused, never read through."""
         __tracebackhide__ = True
         self._check_alive()
         inner = check_relative_path(path)
-        full = self.path / inner
-        if full.is_symlink():
-            raise VolumeReadError(self.name, path, "is a symbolic link")
-        if full.is_dir():
-            raise VolumeReadError(self.name, path, "is a directory")
-        if not full.is_file():
-            raise VolumeReadError(self.name, path, "no such file or directory")
-        return full.read_bytes()
+        try:
+            with HostTree(self.path) as tree:
+                return tree.read_file(inner)
+        except UnsafePathError as exc:
+            why = exc.why if exc.path == inner else f"{exc} on the way"
+            raise VolumeReadError(self.name, path, why) from None
+        except OSError as exc:
+            raise VolumeReadError(self.name, path, str(exc.strerror or exc).lower()) from None
 
     def files(self) -> list[str]:
         self._check_alive()
-        found: list[str] = []
-        for directory, _dirs, names in os.walk(self.path):
-            for name in names:
-                full = Path(directory, name)
-                if full.is_file() and not full.is_symlink():
-                    found.append(full.relative_to(self.path).as_posix())
-        return sorted(found)
+        return sorted(entry.path for entry in self.entries() if stat.S_ISREG(entry.mode))
 
     def entries(self) -> Iterator[Entry]:
-        for directory, dirs, files in os.walk(self.path):
+        """``os.fwalk`` opens each directory from its parent's descriptor without following
+        links, so a directory swapped for a link while this lists is not entered."""
+        for directory, dirs, files, dir_fd in os.fwalk(self.path, follow_symlinks=False):
             dirs.sort()
+            rel_dir = os.path.relpath(directory, self.path)
             for name in sorted(dirs) + sorted(files):
-                full = os.path.join(directory, name)
-                st = os.lstat(full)
-                link = os.readlink(full) if stat.S_ISLNK(st.st_mode) else ""
-                rel = os.path.relpath(full, self.path)
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    link = os.readlink(name, dir_fd=dir_fd) if stat.S_ISLNK(st.st_mode) else ""
+                except OSError:
+                    continue  # removed or replaced (a link no more: EINVAL) while listed
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 yield Entry(rel, st.st_mode, st.st_uid, st.st_gid, st.st_size, link)
 
     def remove(self) -> None:
-        """Delete the directory if the plugin made it; a directory the user passed in is kept."""
+        """Delete the directory if the plugin made it; a directory the user passed in is kept.
+
+        This run's containers that bind it are removed first (a test may have asked for
+        ``run_container`` before ``host_volume``, so its container outlives the volume's
+        teardown and would write into the tree while it is deleted). ``shutil.rmtree``
+        works from directory descriptors, so links planted meanwhile are not followed.
+        """
         __tracebackhide__ = True
         if self._removed:
             return
         self._removed = True
         if not self.owned:
             return
+        engine = self._engine_if_connected() if self._engine_if_connected else None
+        if engine is not None and self._identity is not None:
+            self._remove_own_containers(engine, self._identity)
         try:
             shutil.rmtree(self.path)
         except FileNotFoundError:
             pass
         except PermissionError as exc:
             # A container wrote here as root while pytest runs as another user.
-            engine = self._engine_if_connected() if self._engine_if_connected else None
             if engine is None or self._identity is None:
-                raise self._cleanup_error(exc) from None
+                raise self._cleanup_error(exc, engine) from None
             try:
                 self._hand_back(engine, self._identity)
                 shutil.rmtree(self.path)
             except OSError as again:
-                raise self._cleanup_error(again) from None
+                raise self._cleanup_error(again, engine) from None
+        except OSError as exc:
+            raise self._cleanup_error(exc, engine) from None
 
-    def _cleanup_error(self, exc: OSError) -> CleanupError:
-        return CleanupError(
-            "host directory",
-            str(self.path),
-            f"{exc.strerror} ({exc.filename}); files written by a container as another "
-            "user may need `user=` set on the container to match the host user",
-        )
+    def _binding_containers(self, engine: Engine, **filters: str) -> list[dict[str, Any]]:
+        """Containers (any state) with a bind mount of this directory or a path below it."""
+        root = os.path.realpath(self.path)
+        found = []
+        for container in engine.api.containers(all=True, filters=filters):
+            for mount in container.get("Mounts") or []:
+                source = os.path.realpath(str(mount.get("Source") or "/"))
+                if source == root or source.startswith(root + os.sep):
+                    found.append(container)
+                    break
+        return found
+
+    def _remove_own_containers(self, engine: Engine, identity: RunIdentity) -> None:
+        try:
+            for container in self._binding_containers(
+                engine, label=f"{LABEL_RUN}={identity.run_id}"
+            ):
+                with contextlib.suppress(docker.errors.NotFound):
+                    engine.api.remove_container(container["Id"], force=True, v=True)
+        except ENGINE_ERRORS as exc:  # the directory is still removed, or reported
+            log.debug("could not remove the containers binding %s: %s", self.path, exc)
+
+    def _cleanup_error(self, exc: OSError, engine: Engine | None) -> CleanupError:
+        why = f"{exc.strerror or exc} ({exc.filename})"
+        users = []
+        if engine is not None:
+            with contextlib.suppress(*ENGINE_ERRORS):
+                users = self._binding_containers(engine)
+        if users:
+            fix = (
+                f"container(s) not created by this run still bind it: "
+                f"{describe_containers(users)}; remove them at the end of the test"
+            )
+        elif isinstance(exc, PermissionError):
+            fix = (
+                "files written by a container as another user may need `user=` set on the "
+                "container to match the host user"
+            )
+        else:
+            fix = "something still writes into it; remove it by hand once that stopped"
+        return CleanupError("host directory", str(self.path), f"{why}; {fix}")
 
     def _hand_back(self, engine: Engine, identity: RunIdentity) -> None:
         """Give every directory back to this process's user through the archive API (the

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import LabelError, VolumeNameError
+from ._errors import MAX_VOLUME_NAME, LabelError, VolumeNameError
 from ._lease import process_namespace
 
 LABEL_PREFIX = "pytest-dockervol."
@@ -50,14 +50,17 @@ OWNER_VALUE = "pytest-dockervol"
 #: Docker 23+ treats volumes with this label as anonymous (``volume prune`` removes them).
 ANONYMOUS_VOLUME_LABEL = "com.docker.volume.anonymous"
 
-_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _SLUG_MAX = 40
 
 
 def check_volume_name(name: str) -> str:
-    """Return ``name`` if Docker accepts it as a volume name, else raise VolumeNameError."""
-    if not isinstance(name, str) or not _VOLUME_NAME.match(name):
+    """Return ``name`` if Docker accepts it as a volume name, else raise VolumeNameError.
+
+    The whole name must match (``fullmatch``: a ``$`` would let a trailing newline by),
+    and fit in one directory name (the local driver's ``/var/lib/docker/volumes/<name>``)."""
+    if not isinstance(name, str) or len(name) > MAX_VOLUME_NAME or not _VOLUME_NAME.fullmatch(name):
         raise VolumeNameError(str(name))
     return name
 

@@ -80,13 +80,16 @@ class RunLease:
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         self.path.with_suffix(".json").write_text(json.dumps(owner))
 
-    def release(self, *, kept: bool = False) -> None:
+    def release(self, *, kept: bool = False, finished: bool = True) -> None:
         """A clean end: drop the lock and the files (nothing is left to reap), or, for a
-        run that keeps its resources (--dockervol-keep), mark the lease so no reaper takes them."""
+        run that keeps its resources (--dockervol-keep), mark the lease so no reaper takes them.
+        A run whose cleanup did not finish (``finished=False``, a second Ctrl-C) drops only
+        the lock: the lease then reads "dead", so any reaper may finish the job."""
         info = self.path.with_suffix(".json")
         if kept:
             owner = json.loads(info.read_text())
             info.write_text(json.dumps({**owner, "kept": True}))
+        if kept or not finished:
             self._lock.release()
             return
         info.unlink(missing_ok=True)
@@ -135,9 +138,32 @@ def dead_leases() -> list[str]:
     ]
 
 
+def _watchdog_dir() -> Path:
+    path = state_dir() / "watchdog"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def watchdog_log(run_id: str) -> Path:
+    """Where the run's watchdog writes what it reaped; left only while the run is not
+    known to be reaped completely (the log says why)."""
+    return _watchdog_dir() / f"{run_id}.log"
+
+
+def forget_logs_of_ended_runs() -> None:
+    """Delete watchdog logs of runs whose lease is gone: a run's lease exists before its
+    watchdog does and is forgotten only once the run is over and reaped. A dead lease's
+    log stays until its run is reaped (with ``forget_run_state``)."""
+    for log in sorted(_watchdog_dir().glob("*.log")):
+        if lease_state(log.stem) == "unknown":
+            log.unlink(missing_ok=True)
+
+
 def forget_run_state(run_id: str) -> None:
-    """Remove a finished or dead run's files: its lease and its shared-volume locks."""
+    """Remove a finished or reaped run's files: its lease, its shared-volume locks and
+    its watchdog's log."""
     forget_lease(run_id)
+    watchdog_log(run_id).unlink(missing_ok=True)
     run_dir = state_dir() / "runs" / run_id
     if run_dir.is_dir():
         for entry in run_dir.iterdir():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-_PREFIX = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,19}$")
+_PREFIX = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,19}")
 
 KEEP_HELP = "keep the volumes and containers this run creates and list them at the end"
 PREFIX_HELP = "prefix of generated volume names (default: pdv)"
@@ -71,7 +71,7 @@ class Settings:
         if keep is None:
             keep = bool(config.getini("dockervol_keep"))
         prefix = config.getoption("dockervol_prefix") or str(config.getini("dockervol_prefix"))
-        if not _PREFIX.match(prefix):
+        if not _PREFIX.fullmatch(prefix):
             raise pytest.UsageError(
                 f"dockervol_prefix {prefix!r} is not usable in volume names: use 1-20 characters "
                 "from [a-zA-Z0-9_.-] starting with a letter or digit"

@@ -32,7 +32,13 @@ from ._identity import (
     OWNER_VALUE,
     RunIdentity,
 )
-from ._lease import dead_leases, forget_run_state, lease_state, pid_alive
+from ._lease import (
+    dead_leases,
+    forget_logs_of_ended_runs,
+    forget_run_state,
+    lease_state,
+    pid_alive,
+)
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -44,6 +50,8 @@ class Resource:
     kind: str  # "container" or "volume"
     name: str
     labels: dict[str, str]
+    #: A container's volumes (by name), as the engine lists its mounts.
+    volumes: tuple[str, ...] = ()
 
     @property
     def run_id(self) -> str:
@@ -96,7 +104,12 @@ def list_resources(
         wanted[LABEL_WORKER] = worker
     filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
     found = [
-        Resource("container", c["Id"], c.get("Labels") or {})
+        Resource(
+            "container",
+            c["Id"],
+            c.get("Labels") or {},
+            tuple(str(m["Name"]) for m in c.get("Mounts") or [] if m.get("Name")),
+        )
         for c in api.containers(all=True, filters=filters)
     ]
     volumes = api.volumes(filters=filters).get("Volumes") or []
@@ -142,25 +155,28 @@ def verdict(
     if run.run_id == me.run_id:
         return False, "this run"
     if lease == "alive":
-        return False, "running (its lease is held)"
+        return False, "its lease is held"
     if lease == "kept":
-        return False, "kept by --dockervol-keep (remove with `pytest-dockervol rm --run ID`)"
+        return False, "ended with --dockervol-keep"
     if lease == "dead":
-        return True, "its process died (lease free)"
+        return True, "its process died (its lease is free)"
     same_namespace = run.namespace == me.namespace and me.namespace != "unknown"
     if same_namespace and run.session_pid and not is_alive(run.session_pid):
         return True, f"its process {run.session_pid} is gone"
     age = now - run.newest
     if age > max_age:
         return True, f"idle for {age / 3600:.1f} h (threshold {max_age / 3600:g} h)"
+    if same_namespace and run.session_pid:
+        return False, f"its process {run.session_pid} is alive"
     where = "this machine" if same_namespace else f"host {run.host or '?'}"
-    return False, f"may still be running on {where}"
+    return False, f"on {where}; counted as over after {max_age / 3600:g} h idle"
 
 
 @dataclass
 class ReapResult:
     removed: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+    #: "volume NAME" (or "container ID") -> "volume NAME: why it could not be removed"
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def reap_run(
@@ -179,7 +195,8 @@ def reap_run(
         except docker.errors.NotFound:
             continue
         except docker.errors.APIError as exc:
-            result.failed.append(f"{resource.kind} {resource.name}: {exc.explanation or exc}")
+            what = f"{resource.kind} {resource.name}"
+            result.failed[what] = f"{what}: {exc.explanation or exc}"
             continue
         kind = resource.labels.get(LABEL_KIND, resource.kind)
         result.removed.append(f"{kind} {resource.name[:64]}")
@@ -199,7 +216,7 @@ def reap_until_quiet(
         if not result.removed and not result.failed:
             quiet += 1
             if quiet >= 2:
-                total.failed = []
+                total.failed = {}
                 return total
         else:
             quiet = 0
@@ -229,4 +246,46 @@ def reap_dead_runs(api: Any, me: RunIdentity, *, max_age: float) -> dict[str, Re
         if run_id not in reaped and not list_resources(api, run_id):
             with contextlib.suppress(OSError):
                 forget_run_state(run_id)
+    with contextlib.suppress(OSError):
+        forget_logs_of_ended_runs()
     return reaped
+
+
+def release_kept(api: Any, run_id: str) -> tuple[list[Resource], dict[str, str]]:
+    """A run ended with --dockervol-keep: remove its never-started helper containers, which
+    only pin its volumes (``docker volume rm`` would refuse them as in use), and return what
+    stays, with what could not be released. Never with ``v``: an anonymous volume anchored
+    by its helper stays, labelled as the run's, an ordinary volume ``rm --run`` removes. A
+    helper stays only if a volume it mounts carries no label of the plugin (Podman labels
+    no anonymous volume): it is then the only way to find that volume again."""
+    resources = list_resources(api, run_id)
+    labelled = {r.name for r in resources if r.kind == "volume"}
+    released: set[str] = set()
+    failed: dict[str, str] = {}
+    for helper in resources:
+        if helper.kind != "container" or helper.labels.get(LABEL_KIND) != "helper":
+            continue
+        if not helper.volumes or not all(
+            name in labelled or _is_labelled(api, name) for name in helper.volumes
+        ):
+            continue
+        try:
+            api.remove_container(helper.name, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            what = f"container {helper.name}"
+            failed[what] = f"helper {what}: {exc.explanation or exc}"
+            continue
+        released.add(helper.name)
+    return [r for r in resources if r.name not in released], failed
+
+
+def _is_labelled(api: Any, volume: str) -> bool:
+    """Whether the volume carries the plugin's labels (a complete golden-cache entry does,
+    though it is no longer its builder's): found again by them, without a helper."""
+    try:
+        labels = api.inspect_volume(volume).get("Labels") or {}
+    except docker.errors.NotFound:
+        return True  # gone: a helper pins nothing
+    return labels.get(LABEL_OWNER) == OWNER_VALUE

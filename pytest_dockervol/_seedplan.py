@@ -7,9 +7,10 @@ whatever the file sizes: file contents are read when written, never planned into
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
-import shutil
 import stat
 import tarfile
 import time
@@ -17,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from ._errors import SeedPathError, SeedSourceError
+from ._errors import SeedPathError, SeedSourceError, SeedWriteError
+from ._hostfs import HostTree, UnsafePathError, write_all
 from ._tarstream import READ_ERRORS, archive_members
 
 DIR, FILE, SYMLINK, HARDLINK = tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
@@ -36,6 +38,7 @@ class Entry:
     linkname: str = ""
     data: bytes | None = None
     host_path: str | None = None
+    host_root: str | None = None  # a seed directory's root: host_path is opened from it
     member_index: int = -1  # position in the archive, to find the content in the second pass
     member_name: str = ""
     size: int = 0
@@ -128,7 +131,7 @@ class SeedPlan:
                     data, steps = entry.data, range(0, len(entry.data), chunk_size)
                     yield entry, len(data), (data[i : i + chunk_size] for i in steps)
                 elif entry.host_path is not None:
-                    with open_host_file(entry.host_path) as f:
+                    with open_host_file(entry.host_path, within=entry.host_root) as f:
                         size, label = os.fstat(f.fileno()).st_size, f"seed file {f.name!r}"
                         yield entry, size, _read_exact(f, size, chunk_size, label)
                 else:
@@ -174,48 +177,84 @@ class SeedPlan:
         if buf:
             yield bytes(buf)
 
-    def write_to(self, directory: str | os.PathLike[str]) -> None:
-        """Create the planned tree under an existing host directory (a host-mounted volume)."""
+    def write_to(self, directory: str | os.PathLike[str], *, volume: str = "") -> None:
+        """Create the planned tree under an existing host directory (a host volume, or a
+        Docker volume's directory), through descriptors only (``_hostfs``): a container
+        that plants links while this runs makes it fail, never write elsewhere."""
         root = os.fspath(directory)
         if not os.path.isdir(root):
             raise SeedSourceError(f"cannot seed into {root!r}: it is not an existing directory")
         self._check_ownership()
-        dirs: list[tuple[str, Entry]] = []  # finished last: their modes may forbid writing
-        for entry, _size, pieces in self.contents():
-            path = os.path.join(root, *entry.name.split("/"))
-            try:
-                _make_room(path, entry)
-                if entry.kind == DIR:
-                    dirs.append((path, entry))
-                    continue
-                if entry.kind == FILE:
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-                    with os.fdopen(os.open(path, flags, 0o600), "wb") as f:
-                        for piece in pieces:
-                            f.write(piece)
-                elif entry.kind == SYMLINK:
-                    os.symlink(entry.linkname, path)
-                else:
-                    target = os.path.join(root, *entry.linkname.split("/"))
-                    try:
-                        os.link(target, path, follow_symlinks=False)
-                        continue  # shares the target's inode, hence its metadata
-                    except OSError:  # no hard links on this file system: copy
-                        shutil.copyfile(target, path)
-                self._finish(path, entry)
-            except OSError as e:
-                raise SeedSourceError(f"cannot write seed path {path!r}: {e}") from e
-        for path, entry in reversed(dirs):
-            try:
-                self._finish(path, entry)
-            except OSError as e:
-                raise SeedSourceError(f"cannot set the metadata of {path!r}: {e}") from e
+        try:
+            tree = HostTree(root)
+        except OSError as e:
+            raise SeedSourceError(f"cannot seed into {root!r}: {e.strerror}") from None
+        with tree:
+            self._write_tree(tree, volume or root)
 
-    def _finish(self, path: str, entry: Entry) -> None:
-        """Apply mtime, owner, then mode: chown may clear set-id bits, so chmod comes last."""
-        is_link = entry.kind == SYMLINK
-        if not is_link:
-            os.utime(path, (entry.mtime, entry.mtime))
+    def _write_tree(self, tree: HostTree, volume: str) -> None:
+        dirs: list[Entry] = []  # finished last: their modes may forbid writing
+        for entry, _size, pieces in self.contents():
+            with _write_errors(volume, entry.name):
+                if entry.kind == DIR:
+                    tree.make_directory(entry.name)
+                    dirs.append(entry)
+                elif entry.kind == FILE:
+                    fd = tree.create_file(entry.name)
+                    try:
+                        for piece in pieces:
+                            write_all(fd, piece)
+                        self._finish(entry, fd=fd)
+                    finally:
+                        os.close(fd)
+                elif entry.kind == SYMLINK:
+                    tree.remove_non_directory(entry.name)
+                    parent, name = tree.parent_of(entry.name)
+                    os.symlink(entry.linkname, name, dir_fd=parent)
+                    self._finish(entry, at=(parent, name))
+                else:
+                    self._hard_link(tree, entry)
+        for entry in reversed(dirs):
+            with _write_errors(volume, entry.name):
+                self._finish(entry, fd=tree.directory(entry.name))
+
+    def _hard_link(self, tree: HostTree, entry: Entry) -> None:
+        """A hard link shares its target's inode (hence metadata); copied where the file
+        system has no hard links."""
+        tree.remove_non_directory(entry.name)
+        parent, name = tree.parent_of(entry.name)
+        target_parent, target_name = tree.parent_of(entry.linkname)
+        try:
+            os.link(
+                target_name,
+                name,
+                src_dir_fd=target_parent,
+                dst_dir_fd=parent,
+                follow_symlinks=False,
+            )
+            return
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+                raise
+        source = tree.open_file(entry.linkname)
+        try:
+            target = tree.create_file(entry.name)
+            try:
+                while piece := os.read(source, 1 << 20):
+                    write_all(target, piece)
+                os.fchmod(target, stat.S_IMODE(os.fstat(source).st_mode))
+            finally:
+                os.close(target)
+        finally:
+            os.close(source)
+
+    def _finish(
+        self, entry: Entry, *, fd: int | None = None, at: tuple[int, str] | None = None
+    ) -> None:
+        """Apply mtime, owner, then mode (chown may clear set-id bits, so chmod comes
+        last), on an open descriptor, or on a link by name in its directory."""
+        if fd is not None:
+            os.utime(fd, (entry.mtime, entry.mtime))
         uid = -1 if self._uid is None else self._uid
         gid = -1 if self._gid is None else self._gid
         if entry.from_archive and _is_root():  # keep the archive's owners, as tar does
@@ -223,11 +262,14 @@ class SeedPlan:
             gid = entry.gid if gid == -1 and entry.gid != os.getegid() else gid
         if uid != -1 or gid != -1:
             try:
-                os.chown(path, uid, gid, follow_symlinks=False)
+                if fd is not None:
+                    os.fchown(fd, uid, gid)
+                elif at is not None:
+                    os.chown(at[1], uid, gid, dir_fd=at[0], follow_symlinks=False)
             except PermissionError as e:
                 raise self._ownership_error() from e
-        if not is_link:
-            os.chmod(path, entry.mode)
+        if fd is not None:
+            os.fchmod(fd, entry.mode)
 
     def _check_ownership(self) -> None:
         """Refuse, before writing anything, an owner this process cannot set."""
@@ -247,11 +289,19 @@ class SeedPlan:
         )
 
 
-def open_host_file(path: str) -> IO[bytes]:
-    """Open without blocking (a file swapped for a FIFO would hang) and insist on a file."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+def open_host_file(path: str, *, within: str | None = None) -> IO[bytes]:
+    """Open without blocking (a file swapped for a FIFO would hang) and insist on a file.
+
+    ``within``: the seed directory ``path`` was found in, which a container may be writing;
+    the file is then opened from it without following links (``_hostfs``)."""
     try:
-        fd = os.open(path, flags)
+        if within is not None:
+            with HostTree(within) as tree:
+                fd = tree.open_file(os.path.relpath(path, within).replace(os.sep, "/"))
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except UnsafePathError as e:
+        raise SeedSourceError(f"seed file {path!r}: {e.why} (it changed after the check)") from None
     except OSError as e:
         raise SeedSourceError(f"cannot read seed file {path!r}: {e.strerror}") from e
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -305,22 +355,17 @@ def _read_exact(f: IO[bytes], size: int, chunk_size: int, label: str) -> Iterato
         )
 
 
-def _make_room(path: str, entry: Entry) -> None:
-    """Leave a writable directory for a dir entry, else nothing (never write via a symlink)."""
+@contextlib.contextmanager
+def _write_errors(volume: str, path: str) -> Iterator[None]:
+    """A failed write as one ``SeedWriteError`` line, the cause first: ``No space left on
+    device (writing 'a/b')``, or the link a container planted."""
+    __tracebackhide__ = True
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        if entry.kind != DIR:
-            raise SeedSourceError(f"cannot seed {entry.name!r}: {path!r} is a directory")
-        if st.st_mode & 0o700 != 0o700:
-            os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
-        return
-    if st is not None:
-        os.unlink(path)
-    if entry.kind == DIR:
-        os.mkdir(path, 0o700)
+        yield
+    except UnsafePathError as e:
+        raise SeedWriteError(volume, f"{e}; a running container may be changing it") from None
+    except OSError as e:
+        raise SeedWriteError(volume, f"{e.strerror or e} (writing {path!r})") from None
 
 
 def plan_digest(plan: SeedPlan) -> str:

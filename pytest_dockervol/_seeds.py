@@ -13,11 +13,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
 
-from ._errors import SeedPathError, SeedSourceError
+from ._errors import SeedPathError, SeedSourceError, short_repr
 from ._seedplan import DIR, FILE, HARDLINK, SYMLINK, Entry, PlanBuilder, SeedPlan, open_host_file
 from ._tarstream import archive_members
 
 _SPECIAL = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device file"}
+#: The longest file name Linux allows, in bytes (UTF-8).
+MAX_NAME_BYTES = 255
+#: The longest path in a volume (``dest=`` included) and link target, in bytes (UTF-8):
+#: the kernel's 4,096-byte ``PATH_MAX`` counts the mount point a container sees it below,
+#: so this leaves room for one of up to 95 bytes (the plugin's helper uses ``/v/``).
+MAX_PATH_BYTES = 4000
+_NAME_FIX = f"shorten every name in it to at most {MAX_NAME_BYTES} bytes (UTF-8), Linux's limit"
+_PATH_FIX = (
+    f"keep paths (dest= included) and link targets to at most {MAX_PATH_BYTES:,} bytes "
+    "(UTF-8), so they fit the kernel's 4,096-byte path limit below a mount point"
+)
 
 
 @dataclass(frozen=True)
@@ -51,18 +62,57 @@ def check_relative_path(path: str) -> str:
         raise SeedPathError(path, "names the volume root itself, not a path inside it")
     if norm == ".." or norm.startswith("../"):
         raise SeedPathError(path, "escapes the volume")
+    _check_size(path, norm)
     return norm
+
+
+def _utf8_size(path: str, text: str) -> int:
+    """The bytes ``text`` takes on disk (undecodable bytes of host names count as one)."""
+    try:
+        return len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start : e.end]
+        raise SeedPathError(
+            path,
+            f"is not valid Unicode (it holds the lone surrogate {bad!r})",
+            "use text that encodes to UTF-8 (names from os.fsdecode() are fine)",
+        ) from None
+
+
+def _check_size(path: str, text: str, *, link: bool = False, dest: str = "") -> None:
+    """Refuse what no file system takes, before anything is written: a name over 255
+    bytes, a path over 4,000. ``text`` is ``path`` itself, or its ``link`` target."""
+    lead = "is a symbolic link whose target " if link else ""
+    for name in text.split("/"):
+        size = _utf8_size(path, name)
+        if size > MAX_NAME_BYTES:
+            why = f"{lead}has a {size:,}-byte name {short_repr(name)}"
+            raise SeedPathError(path, why, _NAME_FIX)
+    size = _utf8_size(path, text)
+    if size > MAX_PATH_BYTES:
+        tail = f" with dest={short_repr(dest)} in front" if dest else ""
+        raise SeedPathError(path, f"{lead}is {size:,} bytes long{tail}", _PATH_FIX)
+
+
+def _check_plan_paths(entries: list[Entry], dest: str) -> None:
+    """Each path as the volume will hold it, ``dest`` prefixed: within the length limits."""
+    if not dest:
+        return  # every path was checked alone already
+    for entry in entries:
+        _check_size(entry.name, entry.name, dest=dest)
 
 
 def _check_symlink(name: str, target: str) -> None:
     """Refuse link targets that would point outside the seeded tree once extracted."""
+    shown = short_repr(target)
     if not target or "\0" in target or "\n" in target or "\r" in target:
-        raise SeedPathError(name, f"is a symbolic link with the invalid target {target!r}")
+        raise SeedPathError(name, f"is a symbolic link with the invalid target {shown}")
     if target.startswith("/"):
-        raise SeedPathError(name, f"is a symbolic link to the absolute path {target!r}")
+        raise SeedPathError(name, f"is a symbolic link to the absolute path {shown}")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
     if resolved == ".." or resolved.startswith("../"):
-        raise SeedPathError(name, f"is a symbolic link to {target!r}, which escapes the seed")
+        raise SeedPathError(name, f"is a symbolic link to {shown}, which escapes the seed")
+    _check_size(name, target, link=True)
 
 
 def _check_int(name: str, value: int | None, limit: int) -> None:
@@ -87,9 +137,16 @@ def build_seed_plan(
     _check_int("file_mode", file_mode, 0o7777)
     _check_int("dir_mode", dir_mode, 0o7777)
     builder = PlanBuilder(check_relative_path(dest) if dest else "", uid, gid, dir_mode)
+    archive = _plan(source, builder, file_mode)
+    _check_plan_paths(builder.entries, builder.prefix)
+    return builder.plan(archive=archive)
+
+
+def _plan(source: PlanSource, builder: PlanBuilder, file_mode: int | None) -> str | None:
+    """Plan ``source`` into ``builder``; the archive to read the contents from, if any."""
     if isinstance(source, Mapping):
         _plan_mapping(source, builder, file_mode)
-        return builder.plan(archive=None)
+        return None
     if not isinstance(source, (str, os.PathLike)):
         raise SeedSourceError(
             f"unsupported seed source of type {type(source).__name__}; pass a mapping of "
@@ -100,10 +157,10 @@ def build_seed_plan(
         raise SeedSourceError(f"seed source {path!r} does not exist")
     if os.path.isdir(path):
         _plan_directory(path, "", builder, file_mode)
-        return builder.plan(archive=None)
+        return None
     if os.path.isfile(path):
         _plan_archive(path, builder, file_mode)
-        return builder.plan(archive=path)
+        return path
     raise SeedSourceError(f"seed source {path!r} is neither a directory nor a file")
 
 
@@ -112,7 +169,8 @@ def _plan_mapping(source: SeedMapping, builder: PlanBuilder, fmode: int | None) 
     for key in source:
         norm = check_relative_path(key)
         if norm in seen:
-            raise SeedPathError(key, f"duplicates seed path {seen[norm]!r} after normalization")
+            why = f"duplicates seed path {short_repr(seen[norm])} after normalization"
+            raise SeedPathError(key, why)
         seen[norm] = key
     for norm in sorted(seen, key=lambda n: n.split("/")):
         key, value = seen[norm], source[seen[norm]]
@@ -167,10 +225,11 @@ def _plan_directory(root: str, rel: str, builder: PlanBuilder, fmode: int | None
                 raise SeedSourceError(f"cannot read seed file {item.path!r}: permission denied")
             entry.mode = 0o755 if st.st_mode & 0o111 else 0o644
             entry.mode, entry.host_path = entry.mode if fmode is None else fmode, item.path
+            entry.host_root = root  # read later from here, never through a link
         else:
             what = _SPECIAL.get(stat.S_IFMT(st.st_mode), "device file")
             raise SeedSourceError(
-                f"seed directory {root!r} contains the {what} {name!r}, which cannot be "
+                f"seed directory {root!r} contains the {what} {short_repr(name)}, which cannot be "
                 "seeded; seed from a directory holding only files, directories and symlinks"
             )
         builder.add(entry)
@@ -196,7 +255,7 @@ def _plan_archive(path: str, builder: PlanBuilder, fmode: int | None) -> None:
             _check_symlink(name, m.linkname)
             entry.kind, entry.mode, entry.linkname = SYMLINK, 0o777, m.linkname
         elif m.islnk():
-            why = f"is a hard link to {m.linkname!r}, which is not an earlier file in the seed"
+            why = f"is a hard link to {short_repr(m.linkname)}, which is not an earlier file"
             try:
                 entry.kind, entry.linkname = HARDLINK, check_relative_path(m.linkname)
             except SeedPathError:
@@ -208,7 +267,7 @@ def _plan_archive(path: str, builder: PlanBuilder, fmode: int | None) -> None:
             what = "device file" if m.ischr() or m.isblk() else "FIFO" if m.isfifo() else ""
             raise SeedSourceError(
                 f"seed archive {path!r} contains the {what or 'unsupported member'} "
-                f"{m.name!r}, which cannot be seeded; remove it from the archive"
+                f"{short_repr(m.name)}, which cannot be seeded; remove it from the archive"
             )
         if entry.kind in (FILE, HARDLINK) and fmode is not None:
             entry.mode = fmode

@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 import itertools
 import posixpath
+import re
 import tarfile
 import zlib
 from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ._errors import SeedSourceError, VolumeCopyError, VolumeReadError
+from ._errors import SeedSourceError, VolumeCopyError, VolumeReadError, one_line
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -52,9 +53,27 @@ class StrictTarInfo(tarfile.TarInfo):
 # -- seed archives on the host ---------------------------------------------------------------
 
 
+#: One line per decompressor of ``tarfile.open(mode="r:*")``'s failure: ``- method gz: ...``.
+_METHOD_FAILURE = re.compile(r"^- method (\w+): \w+\((['\"])(.*)\2\)$", re.MULTILINE)
+_METHOD_NAMES = {"tar": "plain tar", "gz": "gzip", "bz2": "bzip2", "xz": "xz"}
+
+
+def read_failure(e: BaseException) -> str:
+    """Why a tar could not be read, in one line. ``tarfile.open("r:*")`` says it in one
+    line per decompressor it tried; only the causes that say more than "not a gzip file"
+    are kept, after the list of what was tried."""
+    tried = [(_METHOD_NAMES.get(m, m), why) for m, _q, why in _METHOD_FAILURE.findall(str(e))]
+    if not tried:
+        return one_line(str(e)) or type(e).__name__
+    names = [name for name, _why in tried]
+    causes = [f"{name}: {why}" for name, why in tried if not why.startswith(("not a ", "not an "))]
+    listed = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    return one_line("; ".join([f"tried {listed}", ", ".join(causes)] if causes else [listed]))
+
+
 def _unreadable(path: str, e: BaseException) -> SeedSourceError:
     return SeedSourceError(
-        f"seed source {path!r} is not a readable tar archive: {str(e) or type(e).__name__}; "
+        f"seed source {path!r} is not a readable tar archive ({read_failure(e)}); "
         "pass a directory or an intact .tar, .tar.gz, .tar.bz2 or .tar.xz file"
     )
 
@@ -150,7 +169,9 @@ def read_file_from_tar(
     except VolumeReadError:
         raise
     except READ_ERRORS as e:
-        raise VolumeReadError(volume, member, f"unreadable tar stream from Docker ({e})") from e
+        raise VolumeReadError(
+            volume, member, f"unreadable tar stream from Docker ({read_failure(e)})"
+        ) from e
     raise VolumeReadError(volume, member, "not found")
 
 

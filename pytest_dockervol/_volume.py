@@ -8,13 +8,20 @@ seed or copy never leaks it.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar, Union
 
 from docker.types import Mount
 
-from ._errors import DockervolUsageError, VolumeRemovedError
+from ._errors import (
+    REMOVED_STATE,
+    DockervolUsageError,
+    SeedWriteError,
+    VolumeCopyError,
+    VolumeRemovedError,
+)
 from ._owner import ResourceOwner
 from ._seedplan import SeedPlan
 from ._seeds import PlanSource, build_seed_plan
@@ -48,6 +55,11 @@ def adopt(owner: ResourceOwner, volume: V, seed: PreparedSeed = None) -> V:
         return volume
     try:
         volume.seed(seed)
+    except (SeedWriteError, VolumeCopyError) as exc:
+        owner.finalize(volume)
+        if volume.removed:  # say so, instead of "remove the volume"
+            raise dataclasses.replace(exc, state=REMOVED_STATE) from None
+        raise
     except BaseException:
         owner.finalize(volume)
         raise

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import docker.errors
 
+from ._engine import engine_errors_as
 from ._errors import VolumeReadError
 from ._seeds import check_relative_path
 from ._tarstream import iter_tar_members, list_files_in_tar, read_file_from_tar
@@ -29,7 +30,14 @@ def _archive(helper: VolumeHelper, inner: str, path: str) -> Iterator[bytes]:
 
 
 def read_file(helper: VolumeHelper, path: str) -> bytes:
-    """The content of one regular file of the volume (``path`` relative to its root)."""
+    """The content of one regular file of the volume (``path`` relative to its root); an
+    engine error, also one in mid-stream, is a one-line ``VolumeReadError``."""
+    __tracebackhide__ = True
+    with engine_errors_as(lambda why: VolumeReadError(helper.volume, path, why)):
+        return _read_file(helper, path)
+
+
+def _read_file(helper: VolumeHelper, path: str) -> bytes:
     __tracebackhide__ = True
     inner = check_relative_path(path)
     volume = helper.volume
@@ -46,14 +54,16 @@ def read_file(helper: VolumeHelper, path: str) -> bytes:
 def list_files(helper: VolumeHelper) -> list[str]:
     """Sorted relative paths of the volume's regular files."""
     __tracebackhide__ = True
-    return list_files_in_tar(_archive(helper, "", "."), strip_components=1)
+    with engine_errors_as(lambda why: VolumeReadError(helper.volume, ".", why)):
+        return list_files_in_tar(_archive(helper, "", "."), strip_components=1)
 
 
 def list_entries(helper: VolumeHelper) -> Iterator[Entry]:
     """Every path of the volume with type, mode, owner and size, lazily."""
     # Podman's archives give every member the helper's owner (root), not the file's.
     owners_known = not helper.engine.is_podman
-    for path, info in iter_tar_members(_archive(helper, "", ".")):
-        mode = _TYPE_BITS.get(info.type, stat.S_IFREG) | info.mode
-        uid, gid = (info.uid, info.gid) if owners_known else (None, None)
-        yield Entry(path, mode, uid, gid, info.size, info.linkname)
+    with engine_errors_as(lambda why: VolumeReadError(helper.volume, ".", why)):
+        for path, info in iter_tar_members(_archive(helper, "", ".")):
+            mode = _TYPE_BITS.get(info.type, stat.S_IFREG) | info.mode
+            uid, gid = (info.uid, info.gid) if owners_known else (None, None)
+            yield Entry(path, mode, uid, gid, info.size, info.linkname)

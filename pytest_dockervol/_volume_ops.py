@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import docker.errors
 from docker.types import Mount
 
-from ._engine import HELPER_MOUNT_POINT, Engine, describe_containers, refused_as, short_reason
+from ._engine import (
+    HELPER_MOUNT_POINT,
+    Engine,
+    describe_containers,
+    engine_error_reason,
+    engine_errors_as,
+    refused_as,
+)
 from ._errors import (
     CleanupError,
     DockervolUsageError,
+    EngineRefusedError,
+    SeedWriteError,
     VolumeCopyError,
     VolumeExistsError,
     VolumeInUseError,
@@ -177,13 +186,17 @@ def recreate_empty(
         api.remove_volume(name)
     except docker.errors.NotFound:
         pass
-    except docker.errors.APIError:  # a container started since we looked
+    except docker.errors.APIError as exc:  # a container started since we looked?
         users = engine.containers_using(name)
         if users:
             raise VolumeInUseError(
                 name, "restore", "container(s) " + describe_containers(users), _STOP_FIRST
             ) from None
-        raise
+        raise EngineRefusedError(
+            f"remove volume {name} to restore it",
+            engine_error_reason(exc),
+            "its files are unchanged; fix the cause and restore again",
+        ) from None
     kept = {k: v for k, v in labels.items() if k != LABEL_NONCE}
     if layer_labels is not None:
         kept = {k: v for k, v in kept.items() if k != LABEL_LAYER and not k.startswith(LABEL_NEEDS)}
@@ -220,6 +233,28 @@ def refill(target: VolumeHelper, source: VolumeHelper, *, kind: str, plain: bool
     copy_files(source, target)
 
 
+def is_tmpfs(driver: str | None, driver_opts: dict[str, str] | None) -> bool:
+    """Whether the volume is a local tmpfs: its files live only while a running container
+    mounts it (a never-started helper gets a fresh, empty one per archive call), so its
+    helper refuses seeds and reads. Named and anonymous volumes alike ask this."""
+    return (driver or "local") == "local" and (driver_opts or {}).get("type") == "tmpfs"
+
+
+def tmpfs_refusal(what: str) -> DockervolUsageError:
+    return DockervolUsageError(
+        f"{what} is a tmpfs volume: its files live only while a running container mounts "
+        "it, so it cannot be seeded or read from outside; seed it from the container that "
+        "uses it, or use a volume without type=tmpfs"
+    )
+
+
+def refuse_tmpfs_seed(driver: str | None, driver_opts: dict[str, str] | None, seed: object) -> None:
+    """A seed for a tmpfs volume would be lost: refused before the volume is created, on
+    every engine (Podman may refuse the tmpfs options themselves)."""
+    if seed is not None and is_tmpfs(driver, driver_opts):
+        raise tmpfs_refusal("the new volume")
+
+
 class VolumeHelper:
     """The never-started container through which one volume's files are read and written,
     made on first use. It mounts the volume at ``/v`` and exists only for archive calls."""
@@ -247,11 +282,7 @@ class VolumeHelper:
     def container(self) -> str:
         """The helper's id, created now if this process has none."""
         if self._tmpfs:
-            raise DockervolUsageError(
-                f"volume {self.volume} is a tmpfs volume: its files live only while a running "
-                "container mounts it, so it cannot be seeded or read from outside; seed it "
-                "from the container that uses it, or use a volume without type=tmpfs"
-            )
+            raise tmpfs_refusal(f"volume {self.volume}")
         if self._container is None:
             if self.engine.is_podman and self._podman_mounts_it():
                 # Podman mounts such a volume only for a running container: the archive API
@@ -293,6 +324,15 @@ class VolumeHelper:
         relative to it; at ``/`` a stream whose root member is ``v`` (see copy_files)."""
         self.engine.api.put_archive(self.container, at, chunks)
 
+    def write_seed(self, chunks: Iterable[bytes]) -> None:
+        """Extract a checked seed's tar stream into the volume. The engine extracts as the
+        stream arrives, so a failure part-way (a full disk, a container racing the writes)
+        leaves part of it: a SeedWriteError that keeps the engine's cause and says so."""
+        __tracebackhide__ = True
+        container = self.container  # made first: a failure to make it wrote nothing
+        with engine_errors_as(lambda why: SeedWriteError(self.volume, why)):
+            self.engine.api.put_archive(container, HELPER_MOUNT_POINT, chunks)
+
     def holds_only_root(self) -> bool:
         """Whether the volume holds nothing but its root directory."""
         stream = self.get_archive()
@@ -316,21 +356,21 @@ def copy_files(source: VolumeHelper, target: VolumeHelper) -> None:
     and extended attributes arrive as the engine wrote them; sparse files arrive dense.
     """
     names = {"source": source.volume, "target": target.volume}
-    try:
+
+    def failed(step: str) -> Callable[[str], VolumeCopyError]:
+        return lambda why: VolumeCopyError(why=f"the engine failed to {step} it ({why})", **names)
+
+    with engine_errors_as(failed("read")):
         stream = source.get_archive()
-    except docker.errors.APIError as exc:
-        why = f"the engine refused to read it ({short_reason(exc)})"
-        raise VolumeCopyError(why=why, **names) from None
     try:
-        first, chunks = peek_first_name(stream)
-        below_mount_point = first is not None and (first == "" or first.startswith("/"))
-        root = "" if below_mount_point else HELPER_MOUNT_POINT.strip("/")
-        dest = HELPER_MOUNT_POINT if below_mount_point else "/"
-        checked = checked_archive(chunks, root=root, **names)
-        target.put_archive(checked, at=dest)
-    except docker.errors.APIError as exc:
-        why = f"the engine refused to write it ({short_reason(exc)})"
-        raise VolumeCopyError(why=why, **names) from None
+        # Reading and writing interleave: an error may come from either end of the stream.
+        with engine_errors_as(failed("copy")):
+            first, chunks = peek_first_name(stream)
+            below_mount_point = first is not None and (first == "" or first.startswith("/"))
+            root = "" if below_mount_point else HELPER_MOUNT_POINT.strip("/")
+            dest = HELPER_MOUNT_POINT if below_mount_point else "/"
+            checked = checked_archive(chunks, root=root, **names)
+            target.put_archive(checked, at=dest)
     finally:
         close_stream(stream)
 

@@ -1,21 +1,23 @@
 """The watchdog: a small process that outlives a killed run and removes what it created.
 
 The run's first process starts it in a new session (so killing the run's process
-group spares it) with a pipe on its stdin. A clean end writes ``done``; any other
-end of the pipe (SIGKILL, OOM, a CI cancel) means the run died, and the watchdog
-sweeps the run's labelled resources at once. No image, no helper container.
+group spares it) with a pipe on its stdin. The run writes ``done`` only once its cleanup
+is complete; any other end of the pipe (SIGKILL, OOM, a CI cancel, a cleanup cut short
+by a second Ctrl-C) means the run's resources may be left, and the watchdog sweeps the
+run's labelled resources at once. No image, no helper container.
 
     python -c <_LAUNCHER> RUN_ID
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
 from typing import IO
 
-from ._lease import forget_run_state, state_dir
+from ._lease import forget_run_state, watchdog_log
 
 DONE = b"done"
 log = logging.getLogger("pytest_dockervol.watchdog")
@@ -34,9 +36,7 @@ class Watchdog:
     """The run's handle on its watchdog process."""
 
     def __init__(self, run_id: str) -> None:
-        log_dir = state_dir() / "watchdog"
-        log_dir.mkdir(exist_ok=True)
-        self.log_path = log_dir / f"{run_id}.log"
+        self.log_path = watchdog_log(run_id)
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER, run_id],
@@ -47,8 +47,16 @@ class Watchdog:
                 close_fds=True,
             )
 
+    def hand_over(self) -> None:
+        """The run's cleanup did not complete (interrupted, or it failed part-way): the
+        watchdog finishes it, whatever happens to this process next."""
+        stdin: IO[bytes] | None = self._process.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
     def stand_down(self) -> None:
-        """The run ended cleanly: the watchdog exits without touching anything."""
+        """The run's cleanup is complete: the watchdog exits without touching anything."""
         stdin: IO[bytes] | None = self._process.stdin
         if stdin is not None:
             try:
@@ -64,7 +72,8 @@ class Watchdog:
 
 
 def reap(run_id: str) -> int:
-    """The run died: remove everything labelled with it."""
+    """The run died, or its cleanup was cut short: remove everything labelled with it (and,
+    once that worked, the run's state files and this log)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
     import docker
 
@@ -74,7 +83,7 @@ def reap(run_id: str) -> int:
     client = docker.from_env()
     result = reap_until_quiet(client.api, run_id)
     log.info("removed %d: %s", len(result.removed), ", ".join(result.removed))
-    for failure in result.failed:
+    for failure in result.failed.values():
         log.warning("could not remove %s", failure)
     if not result.failed:
         forget_run_state(run_id)

@@ -15,7 +15,7 @@ import requests.exceptions
 from ._anonymous import AnonymousVolume
 from ._containers import ContainerRunner
 from ._docker_volume import NamedVolume
-from ._engine import describe_address, short_reason
+from ._engine import describe_address, engine_error_reason, short_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory
 from ._host_volume import HostVolume
@@ -34,7 +34,7 @@ def _one_line_errors() -> Iterator[None]:
     except DockervolError as exc:
         raise pytest.fail.Exception(str(exc), pytrace=False) from None
     except docker.errors.APIError as exc:
-        message = f"the Docker engine refused: {exc.explanation or exc}"
+        message = f"the Docker engine refused: {engine_error_reason(exc)}"
         raise pytest.fail.Exception(message, pytrace=False) from None
     except requests.exceptions.RequestException as exc:
         message = (

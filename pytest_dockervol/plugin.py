@@ -13,8 +13,8 @@ from ._errors import DockervolError
 from ._factory import VolumeFactory
 from ._lease import RunLease, forget_run_state
 from ._options import add_options
-from ._reaper import ReapResult, reap_run
-from ._report import describe_volume
+from ._reaper import ReapResult, reap_run, release_kept
+from ._report import describe_volume, kept_report
 from ._state import factory_key, lease_key, watchdog_key
 from ._volume import Volume
 from ._watchdog import Watchdog
@@ -117,7 +117,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     factory = node.config.stash[factory_key]
     output = getattr(node, "workeroutput", None) or {}
     factory.kept.extend(output.get("dockervol_kept", []))
-    factory.problems.extend(output.get("dockervol_problems", []))
+    for key, message in output.get("dockervol_problems", {}).items():
+        factory.problems.setdefault(key, message)
     factory.reaped_lines.extend(output.get("dockervol_reaped", []))
     if output.get("dockervol_used_engine"):
         factory.workers_used_engine = True
@@ -137,10 +138,26 @@ def _sweep(factory: VolumeFactory, failure: str, *, worker: str | None = None) -
     try:
         result = reap_run(factory.engine.api, factory.identity.run_id, worker=worker)
     except ENGINE_ERRORS as exc:
-        factory.problems.append(f"pytest-dockervol: {failure}: {engine_error_reason(exc)}")
+        factory.problems[failure] = f"pytest-dockervol: {failure}: {engine_error_reason(exc)}"
         return ReapResult()
-    factory.problems.extend(f"pytest-dockervol: could not remove {f}" for f in result.failed)
+    for key, why in result.failed.items():  # a resource reported already is not listed again
+        factory.problems.setdefault(key, f"pytest-dockervol: could not remove {why}")
     return result
+
+
+def _release_kept(factory: VolumeFactory) -> None:
+    """--dockervol-keep: release the helpers that would pin the kept volumes, and list what
+    the run kept, as the engine has it (every worker's), ending with how to remove it."""
+    run_id = factory.identity.run_id
+    try:
+        kept, failed = release_kept(factory.engine.api, run_id)
+    except ENGINE_ERRORS as exc:
+        failure = f"could not list what run {run_id} kept"
+        factory.problems[failure] = f"pytest-dockervol: {failure}: {engine_error_reason(exc)}"
+        return
+    for key, why in failed.items():
+        factory.problems.setdefault(key, f"pytest-dockervol: could not remove {why}")
+    factory.kept = kept_report(run_id, kept, factory.kept)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -152,27 +169,39 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["dockervol_kept"] = list(factory.kept)
-        workeroutput["dockervol_problems"] = list(factory.problems)
+        workeroutput["dockervol_problems"] = dict(factory.problems)
         workeroutput["dockervol_reaped"] = list(factory.reaped_lines)
         workeroutput["dockervol_used_engine"] = factory.connected
-        return
-    if factory.settings.keep or not (factory.connected or factory.workers_used_engine):
-        return
-    # The last one out: everything still labelled with this run (shared volumes, what a
-    # crashed worker left) goes now that every worker is done.
-    _sweep(factory, f"final sweep of run {factory.identity.run_id} failed")
+    elif factory.connected or factory.workers_used_engine:
+        if factory.settings.keep:
+            _release_kept(factory)
+        else:
+            # The last one out: everything still labelled with this run (shared volumes,
+            # what a crashed worker left) goes now that every worker is done.
+            _sweep(factory, f"final sweep of run {factory.identity.run_id} failed")
+    # Not reached when cleanup is interrupted (a second Ctrl-C): the watchdog finishes it.
+    factory.cleanup_done = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Stand the watchdog down and give up the lease: the run ended cleanly."""
+    """Give up the lease, and stand the watchdog down if the cleanup is complete; if it is
+    not (a second Ctrl-C cut it short, or the session never finished), hand it over."""
+    factory = config.stash.get(factory_key, None)
+    if factory is None:
+        return  # configure failed (a bad option) before anything existed
     watchdog = config.stash.get(watchdog_key, None)
+    # Without a watchdog, nothing was created (or the run keeps it all): nothing to finish.
+    finished = factory.cleanup_done or watchdog is None
     if watchdog is not None:
-        watchdog.stand_down()
+        if finished:
+            watchdog.stand_down()
+        else:
+            watchdog.hand_over()
     lease = config.stash.get(lease_key, None)
     if lease is not None:
-        keep = config.stash[factory_key].settings.keep
-        lease.release(kept=keep)
-        if not keep:
+        keep = factory.settings.keep
+        lease.release(kept=keep, finished=finished)
+        if finished and not keep:
             forget_run_state(lease.run_id)
 
 
@@ -191,5 +220,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.line(line)
     if factory.problems:
         terminalreporter.section("pytest-dockervol: could not remove", red=True)
-        for line in factory.problems:
+        for line in factory.problems.values():
             terminalreporter.line(line)

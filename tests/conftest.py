@@ -166,3 +166,29 @@ def killable_run(tmp_path: Path, source: str, image: str) -> Iterator[KillableRu
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The leftover check over all inner runs goes last."""
     items.sort(key=lambda item: item.path.name == "test_zz_nothing_left.py")
+
+
+def remove_run(client: docker.DockerClient, run_id: str) -> None:
+    """Teardown: remove what is labelled with ``run_id``, containers first, then copy-on-write
+    volumes before what they read (by their ``needs`` labels); by label only."""
+    label: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN}={run_id}"}
+    for container in client.api.containers(all=True, filters=label):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container["Id"], force=True, v=True)
+    volumes = client.volumes.list(filters=label)
+    volumes.sort(
+        key=lambda v: -sum(k.startswith("pytest-dockervol.needs.") for k in v.attrs["Labels"])
+    )
+    for volume in volumes:
+        with contextlib.suppress(docker.errors.NotFound):
+            volume.remove()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``pytest-dockervol ARGS`` as a user runs it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_dockervol", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from conftest import INNER_RUN_IDS, InnerPytest, InnerRun, read_run_id, wait_for
+from conftest import INNER_RUN_IDS, InnerPytest, InnerRun, cli, read_run_id, wait_for
 
 LABEL_CACHE_NAME = "pytest-dockervol.cache-name"
 LABEL_CACHE_KEY = "pytest-dockervol.cache-key"
@@ -45,16 +45,6 @@ def markers_of(client: docker.DockerClient, entry: str) -> list[str]:
         str(v.name)
         for v in found
         if (v.attrs.get("Labels") or {}).get(LABEL_KIND) == "cache-marker"
-    )
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_dockervol", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,8 +16,11 @@ from conftest import (
     is_podman,
     killable_run,
     leftovers,
+    remove_run,
     wait_for,
 )
+
+from pytest_dockervol._lease import forget_run_state, watchdog_log
 
 HOLD = r"""
 import os, pathlib, time
@@ -119,3 +123,56 @@ def test_next_run_reaps_dead_runs_and_spares_everything_else(inner: InnerPytest)
         for vol in made.values():
             with contextlib.suppress(docker.errors.NotFound):  # reaped already, as intended
                 vol.remove()
+
+
+# -- watchdog logs ---------------------------------------------------------------------------
+
+
+def test_the_watchdog_log_of_a_killed_run_goes_once_it_is_reaped(
+    docker_client: docker.DockerClient, image: str, tmp_path: Path
+) -> None:
+    with killable_run(tmp_path, HOLD, image) as run:
+        run.wait_until_ready()
+        log = watchdog_log(run.run_id)
+        assert log.exists()
+    wait_for(lambda: leftovers(docker_client, run.run_id) == [], 60, "the watchdog")
+    wait_for(lambda: not log.exists(), 60, "the watchdog log to go")
+
+
+def _lease_holder(run_id: str, *, die: bool) -> subprocess.Popen[bytes]:
+    """A process holding ``run_id``'s lease: alive, or killed (its lease then reads dead)."""
+    code = "import time; from pytest_dockervol._lease import RunLease; lease = RunLease({!r}); "
+    code += "lease.acquire(); print('held', flush=True); time.sleep(300)"
+    holder = subprocess.Popen([sys.executable, "-c", code.format(run_id)], stdout=subprocess.PIPE)
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"held\n"
+    if die:
+        holder.kill()
+        holder.wait()
+    return holder
+
+
+def test_the_reaper_removes_logs_of_runs_over_and_keeps_those_of_live_ones(
+    inner: InnerPytest,
+) -> None:
+    dead, live, gone = (uuid.uuid4().hex for _ in range(3))
+    _lease_holder(dead, die=True)
+    holder = _lease_holder(live, die=False)
+    labels = {"pytest-dockervol.owner": "pytest-dockervol", "pytest-dockervol.run": dead}
+    inner.client.volumes.create(f"pdv-{dead[:8]}-main-test_logs-1", labels=labels)
+    logs = {run_id: watchdog_log(run_id) for run_id in (dead, live, gone)}
+    for log in logs.values():
+        log.write_text("a watchdog's log\n")
+    try:
+        inner.pytester.makepyfile("def test_touch(named_volume):\n    pass\n")
+        inner.run().result.assert_outcomes(passed=1)
+        assert leftovers(inner.client, dead) == []  # reaped: its lease was free
+        assert not logs[dead].exists()
+        assert not logs[gone].exists()  # no lease left: its run is over
+        assert logs[live].exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        remove_run(inner.client, dead)
+        for run_id in (dead, live, gone):
+            forget_run_state(run_id)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import InnerPytest, is_podman
+from conftest import InnerPytest, cli, is_podman
 
 
 def test_no_engine_is_one_clear_line_per_test_not_a_skip(
@@ -59,15 +57,6 @@ def test_bad_option_values_are_usage_errors(
     result.stderr.fnmatch_lines([f"ERROR: {message}*"])
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_dockervol", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_keep_lists_names_and_leaves_them_until_the_cli_removes_them(inner: InnerPytest) -> None:
     inner.pytester.makepyfile(
         """
@@ -80,20 +69,20 @@ def test_keep_lists_names_and_leaves_them_until_the_cli_removes_them(inner: Inne
     run = inner.run("--dockervol-keep", "-n", "2")
     run.result.assert_outcomes(passed=1)
     run.result.stdout.fnmatch_lines(["*pytest-dockervol: kept (--dockervol-keep)*"])
-    kept = re.findall(r"^(named|anonymous) (\S+)$", run.result.stdout.str(), re.M)
+    kept = re.findall(r"^(named|anonymous) +(\S+)$", run.result.stdout.str(), re.M)
     assert len(kept) == 3
     for _kind, name in kept:
         inner.client.volumes.get(name)
     assert all(n.startswith("keep-") for k, n in kept if k == "named")
     assert len(run.leftovers()) >= 3
     # Neither a later run's reaper nor a plain `rm` takes kept resources ...
-    listed = _cli("ls")
+    listed = cli("ls")
     assert f"run {run.run_id}" in listed.stdout
-    assert "kept by --dockervol-keep" in listed.stdout
-    assert _cli("rm").returncode == 0
+    assert "kept: ended with --dockervol-keep" in listed.stdout
+    assert cli("rm").returncode == 0
     assert len(run.leftovers()) >= 3
     # ... `rm --run ID` does.
-    removed = _cli("rm", "--run", run.run_id)
+    removed = cli("rm", "--run", run.run_id)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert run.leftovers() == []
 

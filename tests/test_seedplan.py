@@ -9,12 +9,11 @@ import stat
 import tarfile
 import tracemalloc
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tarfiles import MiB, by_name, make_tree, member, needs_non_root, parse, write_tar
 
-from pytest_dockervol import SeedSourceError
+from pytest_dockervol import SeedSourceError, SeedWriteError
 from pytest_dockervol._seeds import build_seed_plan
 
 
@@ -133,13 +132,13 @@ def test_write_to_read_only_dirs_get_children_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, int]] = []
-    real_chmod = os.chmod
+    real_fchmod = os.fchmod
 
-    def chmod(path: Any, mode: int, **kwargs: Any) -> None:
-        calls.append((os.fspath(path), mode))
-        real_chmod(path, mode, **kwargs)
+    def fchmod(fd: int, mode: int) -> None:
+        calls.append((os.readlink(f"/proc/self/fd/{fd}"), mode))
+        real_fchmod(fd, mode)
 
-    monkeypatch.setattr(os, "chmod", chmod)
+    monkeypatch.setattr(os, "fchmod", fchmod)
     plan = build_seed_plan({"ro/sub/f": "x", "ro/g": "y"}, dir_mode=0o555)
     plan.write_to(tmp_path)
     monkeypatch.undo()
@@ -179,7 +178,7 @@ def test_write_to_overwrites_and_never_follows_symlinks(tmp_path: Path) -> None:
 
 def test_write_to_refuses_to_replace_a_directory_with_a_file(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
-    with pytest.raises(SeedSourceError, match="is a directory"):
+    with pytest.raises(SeedWriteError, match="'a' is a directory"):
         build_seed_plan({"a": "x"}).write_to(tmp_path)
 
 
@@ -251,3 +250,26 @@ def test_write_to_owner_refusal_logic_when_not_root(
     assert list(tmp_path.iterdir()) == []
     build_seed_plan({"d/f": "x"}, uid=fake_uid, gid=fake_gid).write_to(tmp_path)  # one's own
     assert (tmp_path / "d" / "f").stat().st_uid == fake_uid
+
+
+def test_a_seed_directory_changed_into_a_link_after_planning_is_never_read_through(
+    tmp_path: Path,
+) -> None:
+    """A container writing the seed directory swaps a checked parent for a link to a secret
+    between the plan and the write: the plan reads nothing through it."""
+    source, secret = tmp_path / "source", tmp_path / "secret"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "f").write_text("planned")
+    secret.mkdir()
+    (secret / "f").write_text("host secret")
+    plan = build_seed_plan(source)
+    (source / "d" / "f").unlink()
+    (source / "d").rmdir()
+    (source / "d").symlink_to(secret)
+    with pytest.raises(SeedSourceError, match="is a symbolic link"):
+        list(plan.tar_chunks())
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SeedSourceError, match="is a symbolic link"):
+        plan.write_to(out)
+    assert not (out / "d" / "f").exists()
