@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, final
 
 import docker.errors
@@ -80,7 +81,7 @@ class ContainerRunner:
         self.containers.append(tracked)
         owner.register(tracked)  # the session's cleanup catches what teardown missed
         container.start()
-        container.reload()
+        _reload_after_start(container)
         return container
 
     def remove_all(self) -> None:
@@ -88,3 +89,17 @@ class ContainerRunner:
         for tracked in reversed(self.containers):
             self._owner.finalize(tracked)
         self.containers.clear()
+
+
+def _reload_after_start(container: Container, attempts: int = 3) -> None:
+    """Podman may answer 500 (``read /proc/N/cgroup: no such process``) to an inspect of a
+    container whose process exited in that instant; asked again, it gives the final state."""
+    for attempt in range(attempts):
+        try:
+            container.reload()
+            return
+        except docker.errors.APIError as exc:
+            transient = exc.status_code == 500 and "no such process" in str(exc)
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
