@@ -105,11 +105,7 @@ def refused_as(action: str, fix: str) -> contextlib.AbstractContextManager[None]
 
 #: What a call to the engine can raise, our own errors included: teardown reports these
 #: instead of crashing the session.
-ENGINE_ERRORS: tuple[type[BaseException], ...] = (
-    DockervolError,
-    docker.errors.DockerException,
-    requests.exceptions.RequestException,
-)
+ENGINE_ERRORS: tuple[type[BaseException], ...] = (DockervolError, *ENGINE_CALL_ERRORS)
 
 
 def container_name(container: dict[str, Any]) -> str:

@@ -127,24 +127,16 @@ class HostTree:
         for cached in [p for p in self._open if p == path or p.startswith(path + "/")]:
             os.close(self._open.pop(cached))
 
-    def parent_of(self, path: str, *, create: bool = False) -> tuple[int, str]:
-        """The descriptor of ``path``'s directory and its last component."""
+    def parent_of(self, path: str) -> tuple[int, str]:
+        """The descriptor of ``path``'s directory (which must exist) and its last component."""
         head, _, name = path.rpartition("/")
-        return self.directory(head, create=create), name
+        return self.directory(head), name
 
     # -- entries ----------------------------------------------------------------------
 
-    def lstat(self, path: str) -> os.stat_result | None:
-        """``lstat`` of ``path``, None if it does not exist."""
-        parent, name = self.parent_of(path)
-        try:
-            return os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-
-    def make_directory(self, path: str) -> int:
-        """Leave a writable directory at ``path`` (replacing a file or link that is there,
-        never following it) and return its descriptor."""
+    def make_directory(self, path: str) -> None:
+        """Leave a writable directory at ``path``, replacing a file or link that is there
+        (never following it)."""
         parent, name = self.parent_of(path)
         for attempt in range(2):
             try:
@@ -158,8 +150,7 @@ class HostTree:
             mode = os.fstat(fd).st_mode
             if mode & 0o700 != 0o700:
                 os.fchmod(fd, stat.S_IMODE(mode) | 0o700)
-            return fd
-        raise AssertionError("unreachable")
+            return
 
     def create_file(self, path: str) -> int:
         """A new regular file at ``path`` opened for writing (the caller closes it); a file

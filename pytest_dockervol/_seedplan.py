@@ -123,6 +123,7 @@ class SeedPlan:
         if archive is not None and any(e.member_index >= 0 for e in self._entries):
             members = archive_members(archive, stream=True)
         numbered = enumerate(members or ())
+        trees: dict[str, HostTree] = {}  # a seed directory's, opened once for all its files
         try:
             for entry in self._entries:
                 if entry.kind != FILE:
@@ -131,7 +132,8 @@ class SeedPlan:
                     data, steps = entry.data, range(0, len(entry.data), chunk_size)
                     yield entry, len(data), (data[i : i + chunk_size] for i in steps)
                 elif entry.host_path is not None:
-                    with open_host_file(entry.host_path, within=entry.host_root) as f:
+                    tree = None if entry.host_root is None else _tree(trees, entry.host_root)
+                    with open_host_file(entry.host_path, within=tree) as f:
                         size, label = os.fstat(f.fileno()).st_size, f"seed file {f.name!r}"
                         yield entry, size, _read_exact(f, size, chunk_size, label)
                 else:
@@ -141,6 +143,8 @@ class SeedPlan:
                     label = f"member {m.name!r} of seed archive {archive!r}"
                     yield entry, m.size, _read_exact(content, m.size, chunk_size, label)
         finally:
+            for tree in trees.values():
+                tree.close()
             if members is not None:
                 members.close()
 
@@ -289,15 +293,14 @@ class SeedPlan:
         )
 
 
-def open_host_file(path: str, *, within: str | None = None) -> IO[bytes]:
+def open_host_file(path: str, *, within: HostTree | None = None) -> IO[bytes]:
     """Open without blocking (a file swapped for a FIFO would hang) and insist on a file.
 
     ``within``: the seed directory ``path`` was found in, which a container may be writing;
     the file is then opened from it without following links (``_hostfs``)."""
     try:
         if within is not None:
-            with HostTree(within) as tree:
-                fd = tree.open_file(os.path.relpath(path, within).replace(os.sep, "/"))
+            fd = within.open_file(os.path.relpath(path, within.root).replace(os.sep, "/"))
         else:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except UnsafePathError as e:
@@ -308,6 +311,16 @@ def open_host_file(path: str, *, within: str | None = None) -> IO[bytes]:
         os.close(fd)
         raise SeedSourceError(f"seed file {path!r} is not a regular file")
     return os.fdopen(fd, "rb")
+
+
+def _tree(trees: dict[str, HostTree], root: str) -> HostTree:
+    """The open tree of seed directory ``root``, opened on first use."""
+    if root not in trees:
+        try:
+            trees[root] = HostTree(root)
+        except OSError as e:
+            raise SeedSourceError(f"cannot read seed directory {root!r}: {e.strerror}") from e
+    return trees[root]
 
 
 def _is_root() -> bool:

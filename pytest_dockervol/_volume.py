@@ -55,13 +55,10 @@ def adopt(owner: ResourceOwner, volume: V, seed: PreparedSeed = None) -> V:
         return volume
     try:
         volume.seed(seed)
-    except (SeedWriteError, VolumeCopyError) as exc:
+    except BaseException as exc:
         owner.finalize(volume)
-        if volume.removed:  # say so, instead of "remove the volume"
-            raise dataclasses.replace(exc, state=REMOVED_STATE) from None
-        raise
-    except BaseException:
-        owner.finalize(volume)
+        if volume.removed and isinstance(exc, (SeedWriteError, VolumeCopyError)):
+            raise dataclasses.replace(exc, state=REMOVED_STATE) from None  # not "remove it"
         raise
     return volume
 
