@@ -1,4 +1,4 @@
-"""Bind an existing source directory into a container, run it, and leave the directory alone."""
+"""A project directory in a container: copied into a volume, or bound and left alone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dockervol import ContainerRunner, HostVolume, VolumeFactory
+from pytest_dockervol import ContainerRunner, HostVolume, NamedVolume, VolumeFactory
 
 AS_HOST_USER = f"{os.getuid()}:{os.getgid()}"
 
@@ -45,6 +45,34 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, int, float]]:
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
+
+
+def test_build_in_a_volume_seeded_from_the_checkout(
+    project: Path,
+    named_volume: NamedVolume,
+    run_container: ContainerRunner,
+    image: str,
+    tmp_path: Path,
+) -> None:
+    named_volume.seed(project)  # a copy: the build cannot touch the checkout
+
+    container = run_container(
+        image,
+        ["/src/build.sh"],  # still executable: seeding keeps the execute bit
+        mounts=[named_volume.mount("/src")],
+        environment={"OUT": "/src/dist"},
+    )
+    assert container.wait(timeout=60)["StatusCode"] == 0, container.logs().decode()
+
+    # Bring the build's output back to the host.
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name in named_volume.files():
+        if name.startswith("dist/"):
+            (tmp_path / name).write_bytes(named_volume.read_bytes(name))
+    assert sorted(path.name for path in dist.iterdir()) == ["about.html", "index.html"]
+    assert (dist / "about.html").read_text() == "ABOUT US\n"
+    assert not (project / "dist").exists()
 
 
 def test_run_a_script_from_a_read_only_checkout(

@@ -27,7 +27,15 @@ from ._identity import (
     RunIdentity,
 )
 from ._lease import forget_run_state, lease_state
-from ._reaper import RunSummary, group_by_run, list_resources, reap_run, verdict
+from ._options import MIN_HEARTBEAT_TIMEOUT
+from ._reaper import (
+    RunSummary,
+    engine_time_for,
+    group_by_run,
+    list_resources,
+    reap_run,
+    verdict,
+)
 
 
 def _age(seconds: float) -> str:
@@ -46,25 +54,39 @@ def _sizes(api: Any) -> dict[str, int]:
     }
 
 
-def run_state(over: bool, lease: str) -> str:
+def run_state(over: bool, lease: str, kept_marker: bool = False) -> str:
     """A run's state in plain words: ``over`` (the reaper and ``rm`` remove it), ``kept``
     (ended with --dockervol-keep: only ``rm --run`` removes it) or ``running``."""
     if over:
         return "over"
-    return "kept" if lease == "kept" else "running"
+    return "kept" if lease == "kept" or kept_marker else "running"
 
 
 def _describe(
-    runs: dict[str, RunSummary], me: RunIdentity, max_age: float
+    api: Any, runs: dict[str, RunSummary], me: RunIdentity, args: argparse.Namespace
 ) -> list[tuple[RunSummary, str, bool, str]]:
     """Each run, oldest first, with its state, whether it is over, and why."""
     now = time.time()
+    engine_time = engine_time_for(api, runs.values(), me)
     described = []
     for run in sorted(runs.values(), key=lambda r: r.newest):
         lease = lease_state(run.run_id)
-        over, why = verdict(run, me, lease=lease, now=now, max_age=max_age)
-        described.append((run, run_state(over, lease), over, why))
+        over, why = verdict(
+            run,
+            me,
+            lease=lease,
+            now=now,
+            max_age=args.reap_after * 3600,
+            engine_time=engine_time,
+            heartbeat_timeout=args.heartbeat_timeout,
+        )
+        described.append((run, run_state(over, lease, run.kept_marker), over, why))
     return described
+
+
+def _is_alive(run: RunSummary, state: str) -> bool:
+    """Known to be running: its lease is held here, or its heartbeat beats (any machine)."""
+    return state == "running" and (lease_state(run.run_id) == "alive" or run.last_beat is not None)
 
 
 def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
@@ -75,7 +97,7 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
         return 0
     sizes = _sizes(engine.api) if args.size else {}
     now = time.time()
-    for run, state, _over, why in _describe(runs, me, args.reap_after * 3600):
+    for run, state, _over, why in _describe(engine.api, runs, me, args):
         if state == "kept":
             why += f"; remove it with `pytest-dockervol rm --run {run.run_id}`"
         print(f"run {run.run_id}  host {run.host or '?'}  {state}: {why}")
@@ -146,12 +168,12 @@ def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
     me = RunIdentity.new()
     runs = group_by_run(list_resources(engine.api))
     failed = 0
-    for run, state, over, why in _describe(runs, me, args.reap_after * 3600):
+    for run, state, over, why in _describe(engine.api, runs, me, args):
         chosen = run.run_id in args.run if args.run else over
         if not chosen:
             continue
-        if args.run and lease_state(run.run_id) == "alive" and not args.force:
-            print(f"run {run.run_id} is still running; add --force to remove it anyway")
+        if args.run and _is_alive(run, state) and not args.force:
+            print(f"run {run.run_id} is still running ({why}); add --force to remove it anyway")
             failed += 1
             continue
         result = reap_run(engine.api, run.run_id)
@@ -181,6 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _heartbeat_timeout(text: str) -> float:
+    """``--heartbeat-timeout``: the same bounds as ``dockervol_heartbeat_timeout``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not MIN_HEARTBEAT_TIMEOUT <= value <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds in [{MIN_HEARTBEAT_TIMEOUT:g}, 86400]"
+        )
+    return value
+
+
 def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-dockervol", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -189,6 +224,14 @@ def _main(argv: list[str] | None) -> int:
         default=24.0,
         metavar="HOURS",
         help="a run that may be alive elsewhere counts as over after this idle time (default 24)",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=_heartbeat_timeout,
+        default=60.0,
+        metavar="SECONDS",
+        help="a run whose heartbeat stopped this long ago is over, wherever it ran "
+        f"(at least {MIN_HEARTBEAT_TIMEOUT:g}; default 60)",
     )
     sub = parser.add_subparsers(dest="command")
     ls = sub.add_parser("ls", help="list resources per run")

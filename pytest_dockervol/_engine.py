@@ -11,12 +11,10 @@ import contextlib
 import io
 import json
 import logging
-import os
-import re
 import socket
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import docker
 import docker.errors
@@ -25,6 +23,10 @@ import urllib3.exceptions
 from docker.types import Mount
 from filelock import FileLock
 
+# describe_address and short_reason are also offered here, where the upper layers take them.
+from ._endpoint import connect_client, resolve_endpoint
+from ._endpoint import describe_address as describe_address
+from ._endpoint import short_reason as short_reason
 from ._errors import (
     DockervolError,
     EngineRefusedError,
@@ -41,37 +43,6 @@ log = logging.getLogger("pytest_dockervol")
 HELPER_IMAGE = "pytest-dockervol-helper:1"
 #: Where helper containers mount the volume they serve.
 HELPER_MOUNT_POINT = "/v"
-_DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
-_READ_TIMEOUT = re.compile(r"Read timed out\. \(read timeout=([\d.]+)\)")
-_OS_ERROR_IN_MESSAGE = re.compile(r"(\w+Error)\((\d+), '([^']+)'\)")
-
-
-def describe_address() -> str:
-    """Where the Docker SDK will look for the engine, in the words a user needs to fix it."""
-    host = os.environ.get("DOCKER_HOST")
-    if host:
-        return f"{host} (from DOCKER_HOST)"
-    return f"{_DEFAULT_ADDRESS} (the default; DOCKER_HOST is not set)"
-
-
-def short_reason(exc: BaseException) -> str:
-    """The one part of a docker/requests error chain that says why (not the wrapper text)."""
-    text = str(exc)
-    timeout = _READ_TIMEOUT.search(text)
-    if timeout:
-        return f"timed out: no answer within {timeout.group(1)} s"
-    match = _OS_ERROR_IN_MESSAGE.search(text)
-    if match:
-        return f"{match.group(1)}: {match.group(3)}"
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return f"{type(cause).__name__}: {cause.strerror}"
-        cause = cause.__cause__ or cause.__context__
-    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return one_line(first_line)
-
-
 #: What a call to the engine raises when the engine refuses or the connection breaks
 #: (mid-stream too: urllib3's own errors reach us from a streamed archive).
 ENGINE_CALL_ERRORS: tuple[type[BaseException], ...] = (
@@ -171,14 +142,15 @@ class Engine:
 
     @classmethod
     def connect(cls, timeout: float) -> Engine:
-        """Connect using the environment, as the docker CLI does; fail in one clear line."""
-        address = describe_address()
+        """Connect to the engine the docker CLI would use here (DOCKER_HOST, else the CLI
+        context: ``_endpoint.py``); fail in one clear line that names it."""
+        client, address = connect_client(timeout)
         try:
-            # requests takes fractional seconds; the SDK's annotation says int.
-            client = docker.from_env(timeout=cast(int, timeout))
             version = client.version()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise EngineUnavailableError(address, short_reason(exc)) from None
+            client.close()  # it answered a moment ago: say what to do about the same place
+            fix = resolve_endpoint().fix
+            raise EngineUnavailableError(address, short_reason(exc), fix) from None
         log.debug("connected to Docker %s at %s", version.get("Version"), address)
         return cls(client, address, version)
 

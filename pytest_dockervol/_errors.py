@@ -86,16 +86,25 @@ def check_ispytest(ispytest: bool) -> None:
 
 @dataclass(eq=False)
 class EngineUnavailableError(DockervolError):
-    """No Docker engine answered at the address the Docker SDK was told to use."""
+    """No Docker engine answered where DOCKER_HOST, the Docker CLI context or the default
+    points (``address`` names both the address and what chose it)."""
 
     address: str
     reason: str
+    fix: str = "start dockerd or point DOCKER_HOST at a running engine"
 
     def __str__(self) -> str:
-        return (
-            f"cannot reach a Docker engine at {self.address} ({self.reason}); "
-            "start dockerd or point DOCKER_HOST at a running engine"
-        )
+        return f"cannot reach a Docker engine at {self.address} ({self.reason}); {self.fix}"
+
+
+@dataclass(eq=False)
+class DockerContextError(EngineUnavailableError):
+    """The Docker CLI context to use does not exist or cannot be read: there is no address
+    to try (and the default socket is not tried in its place). ``address`` names the
+    context and what chose it, ``reason`` what is wrong with it."""
+
+    def __str__(self) -> str:
+        return f"{self.address} {self.reason}; {self.fix}"
 
 
 class SeedError(DockervolError):

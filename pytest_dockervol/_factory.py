@@ -150,13 +150,17 @@ class VolumeFactory:
         run's first process) golden-cache entries unused for too long."""
         try:
             reaped = reap_dead_runs(
-                engine.api, self.identity, max_age=self.settings.reap_after_hours * 3600
+                engine.api,
+                self.identity,
+                max_age=self.settings.reap_after_hours * 3600,
+                heartbeat_timeout=self.settings.heartbeat_timeout,
             )
         except ENGINE_ERRORS as exc:
             log.warning("pytest-dockervol: could not reap earlier runs: %s", exc)
             return
         self.reaped_lines += [
-            f"run {run_id}: removed {len(result.removed)} resource(s) it left behind"
+            f"run {run_id}: removed {len(result.removed)} resource(s) it left behind "
+            f"({result.reason})"
             for run_id, result in reaped.items()
             if result.removed
         ]

@@ -45,6 +45,8 @@ LABEL_CACHE_NAME = LABEL_PREFIX + "cache-name"
 #: On a golden-cache marker: the entry it declares complete, and when a run last used it.
 LABEL_CACHE_ENTRY = LABEL_PREFIX + "cache-entry"
 LABEL_CACHE_USED = LABEL_PREFIX + "cache-used"
+#: On a heartbeat: the seconds after which its run counts as over once it stops beating.
+LABEL_HEARTBEAT_TIMEOUT = LABEL_PREFIX + "heartbeat-timeout"
 OWNER_VALUE = "pytest-dockervol"
 
 #: Docker 23+ treats volumes with this label as anonymous (``volume prune`` removes them).

@@ -26,8 +26,15 @@ CACHE_HELP = (
 )
 CACHE_DAYS_HELP = "golden-cache entries unused for this many days are removed (default: 7)"
 REAP_HELP = (
-    "hours after which resources of a run that may be alive elsewhere (another machine or "
-    "pid namespace) count as abandoned and are reaped (default: 24)"
+    "hours after which resources of a run without a heartbeat (an older plugin version) that "
+    "may be alive elsewhere count as abandoned and are reaped (default: 24)"
+)
+#: The engine dates a heartbeat to the second, and a run renews it five times per timeout:
+#: below this, a live run's newest beat could look older than the timeout.
+MIN_HEARTBEAT_TIMEOUT = 5.0
+HEARTBEAT_HELP = (
+    "seconds after which a run on any machine whose heartbeat (kept in the engine, aged by "
+    "the engine's clock) stopped counts as over and is reaped (at least 5; default: 60)"
 )
 
 
@@ -37,6 +44,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--dockervol-prefix", default=None, metavar="PREFIX", help=PREFIX_HELP)
     group.addoption("--dockervol-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
     group.addoption("--dockervol-reap-after", default=None, metavar="HOURS", help=REAP_HELP)
+    group.addoption(
+        "--dockervol-heartbeat-timeout", default=None, metavar="SECONDS", help=HEARTBEAT_HELP
+    )
     group.addoption("--dockervol-direct", default=None, choices=("auto", "never"), help=DIRECT_HELP)
     group.addoption("--dockervol-clone", default=None, choices=("auto", "copy"), help=CLONE_HELP)
     group.addoption(
@@ -47,6 +57,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("dockervol_prefix", PREFIX_HELP, default="pdv")
     parser.addini("dockervol_timeout", TIMEOUT_HELP, default="60")
     parser.addini("dockervol_reap_after", REAP_HELP, default="24")
+    parser.addini("dockervol_heartbeat_timeout", HEARTBEAT_HELP, default="60")
     parser.addini("dockervol_direct", DIRECT_HELP, default="auto")
     parser.addini("dockervol_clone", CLONE_HELP, default="auto")
     parser.addini("dockervol_cache", CACHE_HELP, default="use")
@@ -59,6 +70,7 @@ class Settings:
     name_prefix: str = "pdv"
     api_timeout: float = 60.0
     reap_after_hours: float = 24.0
+    heartbeat_timeout: float = 60.0
     direct: bool = True
     copy_on_write: bool = True
     cache: str = "use"
@@ -80,6 +92,14 @@ class Settings:
         reap_after = _number(
             config, "dockervol_reap_after", "hours", 24 * 365, "--dockervol-reap-after=24"
         )
+        heartbeat_timeout = _number(
+            config,
+            "dockervol_heartbeat_timeout",
+            "seconds",
+            86400,
+            "--dockervol-heartbeat-timeout=60",
+            minimum=MIN_HEARTBEAT_TIMEOUT,
+        )
         direct = _choice(config, "dockervol_direct", ("auto", "never"))
         clone = _choice(config, "dockervol_clone", ("auto", "copy"))
         cache = _choice(config, "dockervol_cache", ("use", "refresh", "off"))
@@ -91,6 +111,7 @@ class Settings:
             name_prefix=prefix,
             api_timeout=timeout,
             reap_after_hours=reap_after,
+            heartbeat_timeout=heartbeat_timeout,
             direct=direct == "auto",
             copy_on_write=clone == "auto",
             cache=cache,
@@ -98,17 +119,26 @@ class Settings:
         )
 
 
-def _number(config: pytest.Config, name: str, unit: str, maximum: float, example: str) -> float:
-    """An option or ini value that must be a positive number up to ``maximum``."""
+def _number(
+    config: pytest.Config,
+    name: str,
+    unit: str,
+    maximum: float,
+    example: str,
+    minimum: float | None = None,
+) -> float:
+    """An option or ini value that must be a positive number up to ``maximum`` (and at
+    least ``minimum``, when given)."""
     raw = config.getoption(name) or str(config.getini(name))
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not 0 < value <= maximum:
+    low_ok = value > 0 if minimum is None else value >= minimum
+    if not (low_ok and value <= maximum):
+        allowed = f"(0, {maximum:g}]" if minimum is None else f"[{minimum:g}, {maximum:g}]"
         raise pytest.UsageError(
-            f"{name} {raw!r} is not a number of {unit}: use a value in (0, {maximum:g}], "
-            f"e.g. {example}"
+            f"{name} {raw!r} is not a number of {unit}: use a value in {allowed}, e.g. {example}"
         )
     return value
 

@@ -2,8 +2,9 @@
 
 A run's resources are removed only when the run is known to be over: its lease
 is free (it died on this machine), its process is gone from this very pid
-namespace, or its newest resource is older than the age threshold (runs on
-other machines or remote daemons). Whatever was created after the reaper
+namespace, its heartbeat in the engine stopped (runs on any machine, see
+_heartbeat.py), or, for runs without a heartbeat (older plugin versions), its newest
+resource is older than the age threshold. Whatever was created after the reaper
 started looking is left alone, as Ryuk does.
 """
 
@@ -20,8 +21,10 @@ import docker.errors
 
 from ._cache_store import ENTRY_KIND, complete_entry_names
 from ._cow import needs_of
+from ._heartbeat import HEARTBEAT_KIND, KEPT_KIND, engine_now, parse_engine_time
 from ._identity import (
     LABEL_CREATED,
+    LABEL_HEARTBEAT_TIMEOUT,
     LABEL_HOST,
     LABEL_KIND,
     LABEL_NAMESPACE,
@@ -52,6 +55,8 @@ class Resource:
     labels: dict[str, str]
     #: A container's volumes (by name), as the engine lists its mounts.
     volumes: tuple[str, ...] = ()
+    #: A volume's creation time by the engine's clock (``CreatedAt``), as listed.
+    created_at: str = ""
 
     @property
     def run_id(self) -> str:
@@ -92,6 +97,33 @@ class RunSummary:
     def newest(self) -> float:
         return max((r.created for r in self.resources), default=0.0)
 
+    def _of_kind(self, kind: str) -> list[Resource]:
+        return [
+            r for r in self.resources if r.kind == "volume" and r.labels.get(LABEL_KIND) == kind
+        ]
+
+    @property
+    def last_beat(self) -> float | None:
+        """When its newest heartbeat was made, by the engine's clock; None without one."""
+        beats = []
+        for beat in self._of_kind(HEARTBEAT_KIND):
+            with contextlib.suppress(ValueError):
+                beats.append(parse_engine_time(beat.created_at))
+        return max(beats, default=None)
+
+    @property
+    def beat_timeout(self) -> float:
+        """The timeout the run declared on its heartbeats (it beats five times within it)."""
+        declared = [0.0]
+        for beat in self._of_kind(HEARTBEAT_KIND):
+            with contextlib.suppress(ValueError):
+                declared.append(float(beat.labels.get(LABEL_HEARTBEAT_TIMEOUT, "0")))
+        return max(declared)
+
+    @property
+    def kept_marker(self) -> bool:
+        return bool(self._of_kind(KEPT_KIND))
+
 
 def list_resources(
     api: Any, run_id: str | None = None, worker: str | None = None
@@ -113,7 +145,10 @@ def list_resources(
         for c in api.containers(all=True, filters=filters)
     ]
     volumes = api.volumes(filters=filters).get("Volumes") or []
-    found += [Resource("volume", v["Name"], v.get("Labels") or {}) for v in volumes]
+    found += [
+        Resource("volume", v["Name"], v.get("Labels") or {}, created_at=str(v.get("CreatedAt", "")))
+        for v in volumes
+    ]
     # The engine filtered by label, but Podman 4 ORs several label filters on volumes:
     # check every label again so nothing unlabelled, or of another run, is ever touched.
     found = [
@@ -149,20 +184,34 @@ def verdict(
     lease: str,
     now: float,
     max_age: float,
+    engine_time: float | None = None,
+    heartbeat_timeout: float = 60.0,
     is_alive: Callable[[int], bool] = pid_alive,
 ) -> tuple[bool, str]:
-    """Whether a run is over, and why (pure: unit-tested without Docker)."""
+    """Whether a run is over, and why (pure: unit-tested without Docker).
+
+    ``engine_time`` is the engine's clock now, by which heartbeats age; a run is judged by
+    the longer of ``heartbeat_timeout`` and the timeout it declared, so a reader with a
+    short timeout never takes a run that beats slowly for dead."""
     if run.run_id == me.run_id:
         return False, "this run"
     if lease == "alive":
         return False, "its lease is held"
-    if lease == "kept":
+    if lease == "kept" or run.kept_marker:
         return False, "ended with --dockervol-keep"
     if lease == "dead":
         return True, "its process died (its lease is free)"
     same_namespace = run.namespace == me.namespace and me.namespace != "unknown"
     if same_namespace and run.session_pid and not is_alive(run.session_pid):
         return True, f"its process {run.session_pid} is gone"
+    last_beat = run.last_beat
+    if last_beat is not None and engine_time is not None:
+        silent = engine_time - last_beat
+        limit = max(heartbeat_timeout, run.beat_timeout)
+        if silent > limit:
+            return True, f"its heartbeat stopped {silent:.0f} s ago (timeout {limit:g} s)"
+        where = "this machine" if same_namespace else f"host {run.host or '?'}"
+        return False, f"on {where}, its heartbeat is {max(silent, 0):.0f} s old"
     age = now - run.newest
     if age > max_age:
         return True, f"idle for {age / 3600:.1f} h (threshold {max_age / 3600:g} h)"
@@ -177,6 +226,8 @@ class ReapResult:
     removed: list[str] = field(default_factory=list)
     #: "volume NAME" (or "container ID") -> "volume NAME: why it could not be removed"
     failed: dict[str, str] = field(default_factory=dict)
+    #: Why the run was judged over (set by ``reap_dead_runs``).
+    reason: str = ""
 
 
 def reap_run(
@@ -225,18 +276,39 @@ def reap_until_quiet(
     return total
 
 
-def reap_dead_runs(api: Any, me: RunIdentity, *, max_age: float) -> dict[str, ReapResult]:
+def engine_time_for(api: Any, runs: Iterable[RunSummary], me: RunIdentity) -> float | None:
+    """The engine's clock, asked only when another run has a heartbeat to judge."""
+    if any(r.run_id != me.run_id and r.last_beat is not None for r in runs):
+        return engine_now(api)
+    return None
+
+
+def reap_dead_runs(
+    api: Any, me: RunIdentity, *, max_age: float, heartbeat_timeout: float = 60.0
+) -> dict[str, ReapResult]:
     """Reap every other run that is over; leave the living and the undecided alone."""
     started_looking = time.time()
     reaped: dict[str, ReapResult] = {}
-    for run in group_by_run(list_resources(api)).values():
+    runs = group_by_run(list_resources(api)).values()
+    engine_time = engine_time_for(api, runs, me)
+    for run in runs:
         over, why = verdict(
-            run, me, lease=lease_state(run.run_id), now=started_looking, max_age=max_age
+            run,
+            me,
+            lease=lease_state(run.run_id),
+            now=started_looking,
+            max_age=max_age,
+            engine_time=engine_time,
+            heartbeat_timeout=heartbeat_timeout,
         )
         if not over:
             log.debug("not reaping run %s: %s", run.run_id, why)
             continue
-        result = reap_run(api, run.run_id, created_before=started_looking)
+        # A run whose heartbeat stopped made nothing since: its machine's clock, which
+        # labelled its resources, is not comparable with ours, so it is not asked.
+        guard = None if run.last_beat is not None else started_looking
+        result = reap_run(api, run.run_id, created_before=guard)
+        result.reason = why
         log.info("reaped run %s (%s): %d removed", run.run_id, why, len(result.removed))
         if not result.failed:
             with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ import tarfile
 from collections.abc import Iterable
 
 from ._engine import ENGINE_ERRORS
+from ._heartbeat import BOOKKEEPING_KINDS
 from ._identity import LABEL_CLONE_OF, LABEL_CREATOR, LABEL_KIND, LABEL_LAYER, LABEL_SNAPSHOT_OF
 from ._reaper import Resource, removal_order
 from ._volume import Entry, Volume
@@ -42,7 +43,9 @@ def kept_report(run_id: str, resources: Iterable[Resource], others: Iterable[str
     then volumes in an order plain ``docker volume rm`` can follow (readers before what they
     read, a copy-on-write volume's layer right after it), then ``others`` (host directories),
     and last the one command that removes the whole run."""
-    ordered = removal_order(resources)
+    ordered = [
+        r for r in removal_order(resources) if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS
+    ]
     layers = {r.labels[LABEL_LAYER]: r for r in ordered if LABEL_LAYER in r.labels}
     lines: list[str] = []
     for resource in ordered:

@@ -1,12 +1,15 @@
-"""The watchdog: a small process that outlives a killed run and removes what it created.
+"""The watchdog: a small process that keeps the run's heartbeat and outlives a killed run.
 
 The run's first process starts it in a new session (so killing the run's process
-group spares it) with a pipe on its stdin. The run writes ``done`` only once its cleanup
-is complete; any other end of the pipe (SIGKILL, OOM, a CI cancel, a cleanup cut short
-by a second Ctrl-C) means the run's resources may be left, and the watchdog sweeps the
-run's labelled resources at once. No image, no helper container.
+group spares it) with a pipe on its stdin. While the pipe is open, it renews the run's
+heartbeat in the engine (``_heartbeat.py``) every ``timeout / 5`` seconds: a pause of the
+pytest process (a debugger, SIGSTOP) does not stop it, only the end of this machine
+(or of the watchdog) does. The run writes ``done`` only once its cleanup is complete; any
+other end of the pipe (SIGKILL, OOM, a CI cancel, a cleanup cut short by a second Ctrl-C)
+means the run's resources may be left, and the watchdog sweeps the run's labelled
+resources at once (unless the run keeps them). No image, no helper container.
 
-    python -c <_LAUNCHER> RUN_ID
+    python -c <_LAUNCHER> HEART_JSON INTERVAL reap|keep STARTED_FLAG
 """
 
 from __future__ import annotations
@@ -15,31 +18,49 @@ import contextlib
 import logging
 import subprocess
 import sys
-from typing import IO
+from typing import IO, Any
 
+from ._heartbeat import Heart, beat_interval, started_flag
 from ._lease import forget_run_state, watchdog_log
 
 DONE = b"done"
 log = logging.getLogger("pytest_dockervol.watchdog")
 #: The watchdog waits in a bare interpreter: the package (docker, pytest) is imported only
-#: when there is something to reap, so a clean run's stand-down costs a few milliseconds.
+#: at its first renewal (each process of the run made a beat of its own when it first
+#: created something) or when there is something to reap, so a short clean run's
+#: stand-down costs a few milliseconds.
 _LAUNCHER = (
-    "import sys\n"
-    "if sys.stdin.buffer.read() == b'done':\n"
+    "import os, select, sys\n"
+    "heart, interval, mode, started = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]\n"
+    "beating = None\n"
+    "while not select.select([sys.stdin], [], [], interval)[0]:\n"
+    "    if not os.path.exists(started):\n"
+    "        continue\n"
+    "    if beating is None:\n"
+    "        from pytest_dockervol._watchdog import Beating\n"
+    "        beating = Beating(heart)\n"
+    "    beating.renew()\n"
+    "if sys.stdin.buffer.read() == b'done' or mode == 'keep':\n"
     "    sys.exit(0)\n"
     "from pytest_dockervol._watchdog import reap\n"
-    "sys.exit(reap(sys.argv[1]))\n"
+    "sys.exit(reap(heart))\n"
 )
 
 
 class Watchdog:
     """The run's handle on its watchdog process."""
 
-    def __init__(self, run_id: str) -> None:
-        self.log_path = watchdog_log(run_id)
+    def __init__(self, heart: Heart, *, keep: bool = False) -> None:
+        self.log_path = watchdog_log(heart.run_id)
+        arguments = [
+            heart.to_json(),
+            f"{beat_interval(heart.timeout)!r}",
+            "keep" if keep else "reap",
+            str(started_flag(heart.run_id)),
+        ]
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, run_id],
+                [sys.executable, "-c", _LAUNCHER, *arguments],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
@@ -71,16 +92,43 @@ class Watchdog:
         self.log_path.unlink(missing_ok=True)
 
 
-def reap(run_id: str) -> int:
+class Beating:
+    """The watchdog's side of the heartbeat: one connection, renewed beats."""
+
+    def __init__(self, heart_json: str) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
+        self.heart = Heart.from_json(heart_json)
+        self.serial = 0
+        self._api: Any = None
+
+    def renew(self) -> None:
+        self.serial += 1
+        try:
+            if self._api is None:
+                self._api = _connect(self.heart.timeout).api
+            self.heart.beat(self._api, self.serial, renew=True)
+        except Exception as exc:  # a missed beat must never end the watchdog
+            log.warning("heartbeat of run %s missed: %s", self.heart.run_id, exc)
+            self._api = None
+
+
+def _connect(timeout: float) -> Any:
+    """The engine the run uses (DOCKER_HOST or the CLI context): the watchdog has the run's
+    environment, so ``connect_client`` resolves it the same way."""
+    from ._endpoint import connect_client
+
+    return connect_client(timeout)[0]
+
+
+def reap(heart_json: str) -> int:
     """The run died, or its cleanup was cut short: remove everything labelled with it (and,
     once that worked, the run's state files and this log)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
-    import docker
-
     from ._reaper import reap_until_quiet
 
+    run_id = Heart.from_json(heart_json).run_id
     log.info("run %s ended without standing down: reaping", run_id)
-    client = docker.from_env()
+    client = _connect(60)
     result = reap_until_quiet(client.api, run_id)
     log.info("removed %d: %s", len(result.removed), ", ".join(result.removed))
     for failure in result.failed.values():

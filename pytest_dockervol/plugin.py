@@ -11,6 +11,8 @@ import pytest
 from ._engine import ENGINE_ERRORS, describe_address, engine_error_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory
+from ._heartbeat import BOOKKEEPING_KINDS, Heart, stop_beating
+from ._identity import LABEL_KIND
 from ._lease import RunLease, forget_run_state
 from ._options import add_options
 from ._reaper import ReapResult, reap_run, release_kept
@@ -48,18 +50,34 @@ def pytest_configure(config: pytest.Config) -> None:
     factory = VolumeFactory.from_config(config, _ispytest=True)
     config.stash[factory_key] = factory
     if factory.identity.is_worker:
+        factory.on_first_create = lambda: _first_beat(factory)
         return
     # The run's first process holds the run's lease before anything is created.
     lease = RunLease(factory.identity.run_id)
     lease.acquire()
     config.stash[lease_key] = lease
-    if not factory.settings.keep:
-        factory.on_first_create = lambda: _start_watchdog(config)
+
+    def guard_and_beat() -> None:
+        _start_watchdog(config)
+        _first_beat(factory)
+
+    factory.on_first_create = guard_and_beat
 
 
 def _start_watchdog(config: pytest.Config) -> None:
+    """The watchdog keeps the heartbeat and reaps the run if it dies (or, with
+    --dockervol-keep, only keeps the heartbeat)."""
     if config.stash.get(watchdog_key, None) is None:
-        config.stash[watchdog_key] = Watchdog(config.stash[factory_key].identity.run_id)
+        factory = config.stash[factory_key]
+        heart = Heart.of(factory.identity, factory.settings.heartbeat_timeout, "watchdog")
+        config.stash[watchdog_key] = Watchdog(heart, keep=factory.settings.keep)
+
+
+def _first_beat(factory: VolumeFactory) -> None:
+    """Each process beats once as it first creates something: the run has a heartbeat on
+    the engine before its first resource, without waiting for the watchdog's renewals."""
+    heart = Heart.of(factory.identity, factory.settings.heartbeat_timeout)
+    heart.beat(factory.engine.api, 0)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -68,8 +86,7 @@ def pytest_configure_node(node: Any) -> None:
     factory = node.config.stash[factory_key]
     node.workerinput["dockervol_run_id"] = factory.identity.run_id
     node.workerinput["dockervol_session_pid"] = factory.identity.session_pid
-    if factory.on_first_create is not None:
-        _start_watchdog(node.config)
+    _start_watchdog(node.config)
 
 
 def pytest_report_header(config: pytest.Config) -> str | list[str]:
@@ -150,7 +167,12 @@ def _release_kept(factory: VolumeFactory) -> None:
     the run kept, as the engine has it (every worker's), ending with how to remove it."""
     run_id = factory.identity.run_id
     try:
+        heart = Heart.of(factory.identity, factory.settings.heartbeat_timeout, "run")
+        heart.leave_kept_marker(factory.engine.api)
         kept, failed = release_kept(factory.engine.api, run_id)
+        if all(r.labels.get(LABEL_KIND) in BOOKKEEPING_KINDS for r in kept):
+            reap_run(factory.engine.api, run_id)  # nothing is kept but the marker itself
+            kept = []
     except ENGINE_ERRORS as exc:
         failure = f"could not list what run {run_id} kept"
         factory.problems[failure] = f"pytest-dockervol: {failure}: {engine_error_reason(exc)}"
@@ -177,7 +199,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             _release_kept(factory)
         else:
             # The last one out: everything still labelled with this run (shared volumes,
-            # what a crashed worker left) goes now that every worker is done.
+            # what a crashed worker left, its heartbeats) goes now that every worker is
+            # done; the watchdog makes no beat after this point.
+            stop_beating(factory.identity.run_id)
             _sweep(factory, f"final sweep of run {factory.identity.run_id} failed")
     # Not reached when cleanup is interrupted (a second Ctrl-C): the watchdog finishes it.
     factory.cleanup_done = True

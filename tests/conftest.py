@@ -16,6 +16,8 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+from loopback import LoopbackProxy, engine_socket
+from sshengine import SshEngine, start_ssh_engine
 
 from pytest_dockervol._engine import container_name
 from pytest_dockervol._identity import LABEL_RUN
@@ -192,3 +194,19 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[LoopbackProxy]:
+    """A TCP address on loopback for the outer engine (which must be a local unix socket)."""
+    proxy = LoopbackProxy(engine_socket())
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEngine]:
+    """An ssh:// address for the outer engine: sshd on loopback (``sshengine.py``)."""
+    engine = start_ssh_engine(tmp_path_factory.mktemp("ssh-engine"))
+    yield engine
+    engine.stop()

@@ -99,7 +99,7 @@ def test_engine_stopped_mid_run_is_reported_and_reaped_by_the_next_run(
     result2, run2 = _run(pytester, private_engine.unix, "test_next.py")
     result2.assert_outcomes(passed=1)
     # (an anonymous volume goes with its anchor container, so it is not counted on its own)
-    result2.stdout.fnmatch_lines([f"run {run_id}: removed * resource(s) it left behind"])
+    result2.stdout.fnmatch_lines([f"run {run_id}: removed * resource(s) it left behind (*)"])
     assert leftovers(private_client, run_id) == []
     assert leftovers(private_client, run2) == []
 
