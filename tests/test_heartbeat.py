@@ -115,6 +115,7 @@ def test_a_run_whose_machine_vanished_is_reaped_once_its_heartbeat_stops(
             assert {v.attrs["Labels"].get(LABEL_HOST) for v in mine} == {HOSTNAME}
 
             other.vanish()  # its watchdog with it: nothing there can reap or beat any more
+            vanished = time.monotonic()
             listing = cli("--heartbeat-timeout", str(TIMEOUT), "ls").stdout
             assert f"run {other.run_id}  host {HOSTNAME}  running: on host {HOSTNAME}, " in listing
             assert held(docker_client, other.run_id) == before
@@ -128,6 +129,10 @@ def test_a_run_whose_machine_vanished_is_reaped_once_its_heartbeat_stops(
             )
             output = reap_from_here(inner, reaper)
             assert leftovers(docker_client, other.run_id) == []
+            took = f"{time.monotonic() - vanished:.1f} s"
+            print(
+                f"{reaper}: reaped {len(before)} {took} after the vanishing (timeout {TIMEOUT} s)"
+            )
             assert "its heartbeat stopped" in output
             assert f"(timeout {TIMEOUT} s)" in output
             assert other.run_id in output
