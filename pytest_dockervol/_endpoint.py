@@ -21,10 +21,11 @@ import json
 import logging
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -40,6 +41,13 @@ log = logging.getLogger("pytest_dockervol")
 DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
 #: What to do when DOCKER_HOST or the default socket does not answer.
 HOST_FIX = "start dockerd or point DOCKER_HOST at a running engine"
+#: What to do when the TLS handshake with DOCKER_HOST fails (docker.from_env's files).
+HOST_TLS_FIX = (
+    "check that DOCKER_CERT_PATH (default ~/.docker) holds that engine's ca.pem and a "
+    "client cert.pem and key.pem it accepts"
+)
+#: A client built with a version asks the engine nothing on creation.
+_UNASKED_VERSION = "1.41"
 _READ_TIMEOUT = re.compile(r"Read timed out\. \(read timeout=([\d.]+)\)")
 _OS_ERROR_IN_MESSAGE = re.compile(r"(\w+Error)\((\d+), '([^']+)'\)")
 
@@ -54,6 +62,8 @@ class Endpoint:
     origin: str
     #: What to do when nothing answers there.
     fix: str = HOST_FIX
+    #: What to do when the engine answers but the TLS handshake fails.
+    tls_fix: str = HOST_TLS_FIX
     #: None: ``docker.from_env()`` builds the client (DOCKER_HOST, or the default socket).
     context: str | None = None
     tls: TLSConfig | bool = False
@@ -153,7 +163,12 @@ def _load_context(store: Path, source: Source) -> Endpoint:
         raise DockerContextError(where, why, fix) from exc
     tls = _tls_of(store / "tls" / context_id / "docker", skip_verify)
     fix = f"start the engine it points at, or {source.fix}"
-    return Endpoint(str(host), source.origin, fix, source.name, tls)
+    tls_fix = (
+        f"check the context's CA and client certificate (`docker context inspect "
+        f"{source.name}`; `docker context update {source.name} --docker "
+        "host=...,ca=...,cert=...,key=...` replaces them)"
+    )
+    return Endpoint(str(host), source.origin, fix, tls_fix, source.name, tls)
 
 
 def _tls_of(directory: Path, skip_verify: bool) -> TLSConfig | bool:
@@ -212,17 +227,68 @@ def connect_client(timeout: float) -> tuple[docker.DockerClient, str]:
         )
     # requests takes fractional seconds; the SDK's annotation says int.
     seconds = cast(int, timeout)
-    try:
+
+    def build(version: str | None = None) -> docker.DockerClient:
+        """A client; without ``version`` it asks the engine for its API version."""
         if endpoint.from_env:
-            client = docker.from_env(timeout=seconds, use_ssh_client=ssh)
-        else:
-            client = docker.DockerClient(
-                base_url=endpoint.address, tls=endpoint.tls, timeout=seconds, use_ssh_client=ssh
-            )
+            return docker.from_env(version=version, timeout=seconds, use_ssh_client=ssh)
+        return docker.DockerClient(
+            base_url=endpoint.address,
+            version=version,
+            tls=endpoint.tls,
+            timeout=seconds,
+            use_ssh_client=ssh,
+        )
+
+    try:
+        client = build(_UNASKED_VERSION)  # no request yet: only shows how TLS is set up
+        if not isinstance(client.api.verify, str):
+            client.close()
+            client = build()
+        else:  # verified with the engine's own CA, its version question included
+            _engine_ca_first(client.api)
+            version = str(client.api.version(api_version=False)["ApiVersion"])
+            client.close()
+            client = build(version)
+            _engine_ca_first(client.api)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EngineUnavailableError(str(endpoint), short_reason(exc), endpoint.fix) from None
+        raise unreachable(endpoint, exc) from exc
     log.debug("Docker client for %s", endpoint)
     return client, str(endpoint)
+
+
+def _engine_ca_first(api: docker.APIClient) -> None:
+    """Verify the engine with its own CA (a context's, DOCKER_CERT_PATH's), whatever
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE say. requests lets those variables replace a
+    session's CA whenever a request names none, and the SDK's requests name none
+    (docker-py #2433, #2598): on a machine that sets them (many CI images and company
+    laptops do) every TLS engine would be refused. The docker CLI never reads them."""
+    engine_ca = api.verify
+    merge = api.merge_environment_settings
+
+    def with_engine_ca(url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        return merge(url, proxies, stream, engine_ca if verify is None else verify, cert)
+
+    # requests calls it on the session (this client) for every request.
+    api.merge_environment_settings = with_engine_ca  # type: ignore[method-assign]
+
+
+def unreachable(endpoint: Endpoint, exc: BaseException) -> EngineUnavailableError:
+    """The one-line error for an engine call that failed at ``endpoint``: why, and what to
+    do (the certificates, when the TLS handshake failed; else start the engine)."""
+    fix = endpoint.tls_fix if _tls_failed(exc) else endpoint.fix
+    return EngineUnavailableError(str(endpoint), short_reason(exc), fix)
+
+
+def _tls_failed(exc: BaseException) -> bool:
+    """Whether the engine answered but the TLS handshake failed (its certificate, or ours,
+    was refused): starting the engine would not help, its certificates would."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, (ssl.SSLError, requests.exceptions.SSLError)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "SSLError(" in str(exc)
 
 
 def _has_paramiko() -> bool:

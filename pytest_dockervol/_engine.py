@@ -24,13 +24,12 @@ from docker.types import Mount
 from filelock import FileLock
 
 # describe_address and short_reason are also offered here, where the upper layers take them.
-from ._endpoint import connect_client, resolve_endpoint
+from ._endpoint import connect_client, resolve_endpoint, unreachable
 from ._endpoint import describe_address as describe_address
 from ._endpoint import short_reason as short_reason
 from ._errors import (
     DockervolError,
     EngineRefusedError,
-    EngineUnavailableError,
     ImageNotFoundLocallyError,
     one_line,
 )
@@ -149,8 +148,7 @@ class Engine:
             version = client.version()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             client.close()  # it answered a moment ago: say what to do about the same place
-            fix = resolve_endpoint().fix
-            raise EngineUnavailableError(address, short_reason(exc), fix) from None
+            raise unreachable(resolve_endpoint(), exc) from exc
         log.debug("connected to Docker %s at %s", version.get("Version"), address)
         return cls(client, address, version)
 

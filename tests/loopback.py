@@ -1,11 +1,13 @@
 """A TCP engine address on loopback: 127.0.0.1:<free port> forwarded to the outer
-engine's unix socket, for tests of contexts and heartbeats over TCP."""
+engine's unix socket, for tests of contexts and heartbeats over TCP, and over TLS with
+client certificates checked (as ``dockerd --tlsverify`` does)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
+import ssl
 import threading
 
 from pytest_dockervol._endpoint import DEFAULT_ADDRESS
@@ -22,11 +24,14 @@ def engine_socket() -> str:
 
 class LoopbackProxy:
     """127.0.0.1:<free port> forwarded to the engine's unix socket: a TCP engine address
-    for a context, on loopback only."""
+    for a context, on loopback only. With ``tls``, it speaks TLS and forwards only clients
+    whose certificate the context's CA signed (``tls_refused`` counts the others)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, tls: ssl.SSLContext | None = None) -> None:
         self.target = target
+        self.tls = tls
         self.connections = 0
+        self.tls_refused = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port = int(self._listener.getsockname()[1])
@@ -43,15 +48,31 @@ class LoopbackProxy:
                 continue
             except OSError:
                 return
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(self.target)
             client.settimeout(None)
-            self.connections += 1
-            self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                pump = threading.Thread(target=_pump, args=(source, sink), daemon=True)
-                self._threads.append(pump)
-                pump.start()
+            self._sockets.append(client)
+            # The handshake happens off the accepting thread: a client that never
+            # finishes it must not hold up the others.
+            serve = threading.Thread(target=self._serve, args=(client,), daemon=True)
+            self._threads.append(serve)
+            serve.start()
+
+    def _serve(self, client: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                client = self.tls.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.tls_refused += 1
+                client.close()
+                return
+            self._sockets.append(client)
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(self.target)
+        self.connections += 1
+        self._sockets.append(upstream)
+        for source, sink in ((client, upstream), (upstream, client)):
+            pump = threading.Thread(target=_pump, args=(source, sink), daemon=True)
+            self._threads.append(pump)
+            pump.start()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -66,9 +87,14 @@ class LoopbackProxy:
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy one direction until it ends, then pass the end on (a half close)."""
+    """Copy one direction until it ends, then pass the end on: a half close, or for TLS
+    (which has none: ``SSLSocket.shutdown`` would drop the TLS layer under the other
+    direction's feet) the end of the whole connection."""
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
             sink.sendall(data)
     with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)
+        if isinstance(sink, ssl.SSLSocket):
+            socket.socket.shutdown(sink, socket.SHUT_RDWR)
+        else:
+            sink.shutdown(socket.SHUT_WR)

@@ -10,16 +10,20 @@ go through a context run with DOCKER_HOST unset.
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import certifi
 import docker
 import pytest
-from conftest import InnerPytest, cli, leftovers, remove_run
+from conftest import InnerPytest, InnerRun, cli, leftovers, remove_run
 from loopback import ENGINE, LoopbackProxy, engine_socket
 from sshengine import SshEngine
+from tlscerts import TlsFiles, make_tls_files
 
 from pytest_dockervol._endpoint import DEFAULT_ADDRESS, connect_client
 
@@ -53,8 +57,11 @@ class CliConfig:
         )
         assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
 
-    def create(self, name: str, host: str) -> str:
-        self.docker("context", "create", name, "--docker", f"host={host}")
+    def create(self, name: str, host: str, tls: str = "") -> str:
+        """A context; ``tls``: more of ``--docker``, e.g. ``ca=...,cert=...,key=...``."""
+        self.docker(
+            "context", "create", name, "--docker", ",".join(filter(None, [f"host={host}", tls]))
+        )
         return name
 
 
@@ -65,6 +72,29 @@ def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliConfig:
     monkeypatch.setenv("DOCKER_CONFIG", str(path))
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     return CliConfig(path)
+
+
+@dataclass
+class TlsEngine:
+    """The outer engine behind TLS on loopback, client certificates required."""
+
+    proxy: LoopbackProxy
+    files: TlsFiles
+
+    @property
+    def address(self) -> str:
+        return f"tcp://127.0.0.1:{self.proxy.port}"
+
+
+@pytest.fixture
+def tls_engine(tmp_path: Path) -> Iterator[TlsEngine]:
+    files = make_tls_files(tmp_path / "tls")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(files.ca))
+    server.load_cert_chain(str(files.server_cert), str(files.server_key))
+    server.verify_mode = ssl.CERT_REQUIRED
+    proxy = LoopbackProxy(engine_socket(), tls=server)
+    yield TlsEngine(proxy, files)
+    proxy.stop()
 
 
 def linked_engine(tmp_path: Path) -> str:
@@ -89,6 +119,19 @@ def one_error_line(stdout: str, start: str) -> str:
     found = [line for line in stdout.splitlines() if line.startswith(start)]
     assert len(found) == 1, f"expected one line starting {start!r}:\n{stdout}"
     return found[0]
+
+
+def fails_to_reach_under(
+    inner: InnerPytest, monkeypatch: pytest.MonkeyPatch, context: str
+) -> InnerRun:
+    """An inner run that needs the engine, under DOCKER_CONTEXT=``context`` alone: its one
+    test errors at setup."""
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONTEXT", context)
+    inner.pytester.makepyfile(NEEDS_ENGINE)
+    run = inner.run()
+    run.result.assert_outcomes(errors=1)
+    return run
 
 
 # -- through a context, against the real engine --------------------------------------------
@@ -187,11 +230,7 @@ def test_context_to_a_missing_socket_is_one_line_and_no_fallback(
 def test_unknown_docker_context_is_one_line(
     inner: InnerPytest, cfg: CliConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    monkeypatch.setenv("DOCKER_CONTEXT", "pdv-no-such-context")
-    inner.pytester.makepyfile(NEEDS_ENGINE)
-    run = inner.run()
-    run.result.assert_outcomes(errors=1)
+    run = fails_to_reach_under(inner, monkeypatch, "pdv-no-such-context")
     out = run.result.stdout.str()
     line = one_error_line(out, "Docker context 'pdv-no-such-context'")
     assert line == (
@@ -293,3 +332,78 @@ def test_connect_client_through_tcp_and_socket(
     assert where.startswith(f"{ENGINE} (from DOCKER_HOST")
     client.close()
     print(f"connect_client: {through_tcp * 1000:.1f} ms via TCP, {through_socket * 1000:.1f} ms")
+
+
+def test_tls_context_checks_certificates_both_ways(
+    inner: InnerPytest, cfg: CliConfig, tls_engine: TlsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A context made with the engine's CA and a client certificate (``docker context create
+    --docker host=tcp://...,ca=,cert=,key=``): the CLI copies them into its store, where the
+    plugin finds them; two workers, and the engine refuses no handshake. REQUESTS_CA_BUNDLE
+    and CURL_CA_BUNDLE name another CA bundle, as on many CI images: the engine's CA must
+    still win (with the SDK alone it does not: docker-py #2433)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
+    files = tls_engine.files
+    cfg.create("pdv-tls", tls_engine.address, f"ca={files.ca},cert={files.cert},key={files.key}")
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONTEXT", "pdv-tls")
+    where = f"{tls_engine.address} (Docker context 'pdv-tls' from DOCKER_CONTEXT)"
+    assert_runs_at(inner, SEED_RUN_READ, where, "-n", "2")
+    assert tls_engine.proxy.connections > 0
+    assert tls_engine.proxy.tls_refused == 0
+
+
+def test_docker_host_with_tls_variables(
+    inner: InnerPytest, tls_engine: TlsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOCKER_HOST with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as docker-machine and
+    GitLab's docker:dind set it up; with no CA bundle variables, then with one."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", tls_engine.address)
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tls_engine.files.client_dir))
+    assert_runs_at(inner, SEED_AND_READ, f"{tls_engine.address} (from DOCKER_HOST)")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    assert_runs_at(inner, SEED_AND_READ, f"{tls_engine.address} (from DOCKER_HOST)")
+    assert tls_engine.proxy.connections > 0
+    assert tls_engine.proxy.tls_refused == 0
+
+
+@pytest.mark.parametrize("case", ["foreign CA", "no client certificate"])
+def test_tls_context_refused_is_one_line_naming_the_certificates(
+    case: str,
+    inner: InnerPytest,
+    cfg: CliConfig,
+    tls_engine: TlsEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    docker_client: docker.DockerClient,
+) -> None:
+    """The engine answers but one side refuses the other's certificate: the error says to
+    check the certificates (not to start the engine), and nothing is created anywhere."""
+    if case == "foreign CA":  # the context trusts another CA, and presents that CA's client
+        other = make_tls_files(tmp_path / "other", ca_name="pdv-other-ca")
+        tls = f"ca={other.ca},cert={other.cert},key={other.key}"
+        why = "CERTIFICATE_VERIFY_FAILED"
+    else:  # the right CA, but the engine requires a client certificate
+        tls = f"ca={tls_engine.files.ca}"
+        why = "SSL"  # the engine hangs up: SSLEOFError, or its alert
+    cfg.create("pdv-tls-refused", tls_engine.address, tls)
+    run = fails_to_reach_under(inner, monkeypatch, "pdv-tls-refused")
+    out = run.result.stdout.str()
+    where = f"{tls_engine.address} (Docker context 'pdv-tls-refused' from DOCKER_CONTEXT)"
+    line = one_error_line(out, "cannot reach a Docker engine at ")
+    assert line.startswith(f"cannot reach a Docker engine at {where} ("), line
+    assert why in line
+    assert line.endswith(
+        "; check the context's CA and client certificate (`docker context inspect "
+        "pdv-tls-refused`; `docker context update pdv-tls-refused --docker "
+        "host=...,ca=...,cert=...,key=...` replaces them)"
+    ), line
+    assert "start the engine" not in line
+    assert "Traceback" not in out
+    assert leftovers(docker_client, run.run_id) == []
+    if case == "no client certificate":
+        assert tls_engine.proxy.tls_refused > 0

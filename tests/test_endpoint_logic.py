@@ -8,12 +8,23 @@ import json
 import socket
 from pathlib import Path
 
+import docker
 import pytest
 import requests.exceptions
 from docker.context.config import get_context_id
+from docker.tls import TLSConfig
 
 from pytest_dockervol import DockerContextError, EngineUnavailableError
-from pytest_dockervol._endpoint import connect_client, describe_address, resolve_endpoint
+from pytest_dockervol._endpoint import (
+    HOST_FIX,
+    HOST_TLS_FIX,
+    Endpoint,
+    _engine_ca_first,
+    connect_client,
+    describe_address,
+    resolve_endpoint,
+    unreachable,
+)
 from pytest_dockervol._engine import engine_error_reason
 
 
@@ -132,6 +143,38 @@ def test_tls_material_of_the_context(tmp_path: Path) -> None:
     assert endpoint.tls.ca_cert == str(tls_dir / "ca.pem")
     assert endpoint.tls.cert == (str(tls_dir / "cert.pem"), str(tls_dir / "key.pem"))
     assert endpoint.tls.verify is True
+
+
+def test_the_engines_ca_wins_over_requests_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests would verify the engine with REQUESTS_CA_BUNDLE (docker-py #2433); a request
+    that names its own ``verify`` keeps it."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "bundle.pem"))
+    tls = TLSConfig(ca_cert=str(ca), verify=True)
+    client = docker.DockerClient(base_url="tcp://127.0.0.1:2376", version="1.41", tls=tls)
+    url = "https://127.0.0.1:2376/version"
+    merge = client.api.merge_environment_settings
+    # What requests does on its own (if it ever stops, the workaround can go).
+    assert merge(url, {}, None, None, None)["verify"] == str(tmp_path / "bundle.pem")
+    _engine_ca_first(client.api)
+    assert client.api.merge_environment_settings(url, {}, None, None, None)["verify"] == str(ca)
+    assert client.api.merge_environment_settings(url, {}, None, False, None)["verify"] is False
+    client.close()
+
+
+def test_a_refused_handshake_names_the_certificates() -> None:
+    endpoint = Endpoint("tcp://127.0.0.1:2376", "from DOCKER_HOST")
+    refused = docker.errors.DockerException("Error while fetching server API version")
+    refused.__cause__ = requests.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED")
+    assert unreachable(endpoint, refused).fix == HOST_TLS_FIX
+    down = requests.exceptions.ConnectionError("Connection refused")
+    assert unreachable(endpoint, down).fix == HOST_FIX
+    assert str(unreachable(endpoint, down)).startswith(
+        "cannot reach a Docker engine at tcp://127.0.0.1:2376 (from DOCKER_HOST) ("
+    )
 
 
 def nothing_listening(kind: str, tmp_path: Path) -> str:
