@@ -18,6 +18,7 @@ from typing import Any
 from ._cache_store import list_entries, remove_entry
 from ._engine import Engine
 from ._errors import DockervolError
+from ._heartbeat import BOOKKEEPING_KINDS
 from ._identity import (
     LABEL_CLONE_OF,
     LABEL_KIND,
@@ -101,7 +102,11 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
         if state == "kept":
             why += f"; remove it with `pytest-dockervol rm --run {run.run_id}`"
         print(f"run {run.run_id}  host {run.host or '?'}  {state}: {why}")
-        for r in run.resources:
+        # Its heartbeats and kept marker are its bookkeeping, told on the line above.
+        held = [r for r in run.resources if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS]
+        if not held:
+            print("  nothing but its heartbeat yet")
+        for r in held:
             size = sizes.get(r.name, -1)
             size_text = f"  {size / 1e6:.1f} MB" if size >= 0 and r.kind == "volume" else ""
             print(

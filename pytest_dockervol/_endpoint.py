@@ -246,18 +246,18 @@ def connect_client(timeout: float) -> tuple[docker.DockerClient, str]:
             client.close()
             client = build()
         else:  # verified with the engine's own CA, its version question included
-            _engine_ca_first(client.api)
+            engine_ca_first(client.api)
             version = str(client.api.version(api_version=False)["ApiVersion"])
             client.close()
             client = build(version)
-            _engine_ca_first(client.api)
+            engine_ca_first(client.api)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise unreachable(endpoint, exc) from exc
     log.debug("Docker client for %s", endpoint)
     return client, str(endpoint)
 
 
-def _engine_ca_first(api: docker.APIClient) -> None:
+def engine_ca_first(api: docker.APIClient) -> None:
     """Verify the engine with its own CA (a context's, DOCKER_CERT_PATH's), whatever
     REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE say. requests lets those variables replace a
     session's CA whenever a request names none, and the SDK's requests name none

@@ -94,6 +94,8 @@ class Heart:
     labels: dict[str, str]
     name_base: str
     timeout: float
+    #: The name of the marker a kept run leaves (one per run: ``PREFIX-RUN-kept``).
+    kept_name: str
 
     @classmethod
     def of(cls, identity: RunIdentity, timeout: float, beater: str | None = None) -> Heart:
@@ -104,6 +106,7 @@ class Heart:
             labels=identity.labels(HEARTBEAT_KIND, "heartbeat"),
             name_base=f"{identity.name_prefix}-{identity.short_run}-{beater}-heartbeat",
             timeout=timeout,
+            kept_name=f"{identity.name_prefix}-{identity.short_run}-kept",
         )
 
     def to_json(self) -> str:
@@ -137,7 +140,7 @@ class Heart:
         """The run ended with --dockervol-keep: its beats make way for a marker that never
         ages, so no reaper anywhere takes the kept resources for a dead run's."""
         stop_beating(self.run_id)
-        _create(api, f"{self.name_base}-kept", self.beat_labels(KEPT_KIND))
+        _create(api, self.kept_name, self.beat_labels(KEPT_KIND))
         remove_beats(api, self.run_id)
 
 

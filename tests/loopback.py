@@ -49,6 +49,9 @@ class LoopbackProxy:
             except OSError:
                 return
             client.settimeout(None)
+            # No Nagle: a TLS record split over two writes would wait for a delayed ACK
+            # (40 ms per answer), which no real engine makes its clients wait.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sockets.append(client)
             # The handshake happens off the accepting thread: a client that never
             # finishes it must not hold up the others.

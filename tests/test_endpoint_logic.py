@@ -19,9 +19,9 @@ from pytest_dockervol._endpoint import (
     HOST_FIX,
     HOST_TLS_FIX,
     Endpoint,
-    _engine_ca_first,
     connect_client,
     describe_address,
+    engine_ca_first,
     resolve_endpoint,
     unreachable,
 )
@@ -159,7 +159,7 @@ def test_the_engines_ca_wins_over_requests_ca_bundle(
     merge = client.api.merge_environment_settings
     # What requests does on its own (if it ever stops, the workaround can go).
     assert merge(url, {}, None, None, None)["verify"] == str(tmp_path / "bundle.pem")
-    _engine_ca_first(client.api)
+    engine_ca_first(client.api)
     assert client.api.merge_environment_settings(url, {}, None, None, None)["verify"] == str(ca)
     assert client.api.merge_environment_settings(url, {}, None, False, None)["verify"] is False
     client.close()

@@ -74,6 +74,18 @@ def silence(client: docker.DockerClient, run_id: str) -> float:
     return engine_now(client.api) - max(parse_engine_time(s) for s in stamps)
 
 
+def listed_rows(listing: str, run_id: str) -> list[str]:
+    """The rows ``pytest-dockervol ls`` prints under the run's line."""
+    lines = listing.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"run {run_id} "))
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith("run "):
+            break
+        rows.append(line)
+    return rows
+
+
 def held(client: docker.DockerClient, run_id: str) -> list[str]:
     """What the run holds, beats aside (their names change at every renewal)."""
     label = {"label": f"{LABEL_RUN}={run_id}"}
@@ -118,6 +130,10 @@ def test_a_run_whose_machine_vanished_is_reaped_once_its_heartbeat_stops(
             vanished = time.monotonic()
             listing = cli("--heartbeat-timeout", str(TIMEOUT), "ls").stdout
             assert f"run {other.run_id}  host {HOSTNAME}  running: on host {HOSTNAME}, " in listing
+            # One row per resource it holds; its heartbeats are told on the run's line.
+            rows = listed_rows(listing, other.run_id)
+            assert len(rows) == len(before), rows
+            assert not [row for row in rows if "heartbeat" in row], rows
             assert held(docker_client, other.run_id) == before
 
             # Once the engine's clock says the last beat is older than the timeout (+1: the
@@ -212,7 +228,7 @@ def test_a_kept_run_of_another_machine_stays_until_rm_run(
         try:
             other.finish()
             kept = held(docker_client, other.run_id)
-            assert any(item.endswith("-kept") for item in kept), kept
+            assert any(item.endswith(f"-{other.run_id[:8]}-kept") for item in kept), kept
             assert beats(docker_client, other.run_id) == {}
             time.sleep(TIMEOUT + 2)  # longer than any heartbeat timeout of these runs
             reap_from_here(inner, "the next run", "--dockervol-reap-after=0.0001")

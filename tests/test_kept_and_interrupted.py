@@ -228,9 +228,11 @@ def test_second_ctrl_c_during_cleanup_leaves_nothing(
     ready, hold = tmp_path / "ready", tmp_path / "hold"
     ready.mkdir()
     hold.mkdir()
-    env = {**os.environ, "DOCKERVOL_IMAGE": image, "PYTHONUNBUFFERED": "1"}
+    # Not an xdist worker's variables (when this suite itself runs with -n): the inner
+    # conftest tells its controller from its workers by PYTEST_XDIST_WORKER.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env |= {"DOCKERVOL_IMAGE": image, "PYTHONUNBUFFERED": "1", "INTERRUPT_AT": controller_at}
     env |= {"READY_DIR": str(ready), "HOLD_DIR": str(hold), "INTERRUPT_AT_WORKER": "20"}
-    env["INTERRUPT_AT"] = controller_at
     log = tmp_path / "log.txt"
     with open(log, "wb") as out:  # its own process group: a terminal's Ctrl-C reaches all
         proc = subprocess.Popen(
