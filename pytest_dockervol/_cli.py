@@ -105,7 +105,11 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
         # Its heartbeats and kept marker are its bookkeeping, told on the line above.
         held = [r for r in run.resources if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS]
         if not held:
-            print("  nothing but its heartbeat yet")
+            print(
+                "  nothing but its kept marker"
+                if run.kept_marker
+                else "  nothing yet but its heartbeat"
+            )
         for r in held:
             size = sizes.get(r.name, -1)
             size_text = f"  {size / 1e6:.1f} MB" if size >= 0 and r.kind == "volume" else ""

@@ -62,8 +62,6 @@ class Endpoint:
     origin: str
     #: What to do when nothing answers there.
     fix: str = HOST_FIX
-    #: What to do when the engine answers but the TLS handshake fails.
-    tls_fix: str = HOST_TLS_FIX
     #: None: ``docker.from_env()`` builds the client (DOCKER_HOST, or the default socket).
     context: str | None = None
     tls: TLSConfig | bool = False
@@ -74,6 +72,17 @@ class Endpoint:
     @property
     def from_env(self) -> bool:
         return self.context is None or self.context == "default"
+
+    @property
+    def tls_fix(self) -> str:
+        """What to do when the engine answers but the TLS handshake fails."""
+        if self.from_env:
+            return HOST_TLS_FIX
+        return (
+            f"check the context's CA and client certificate (`docker context inspect "
+            f"{self.context}`; `docker context update {self.context} --docker "
+            "host=...,ca=...,cert=...,key=...` replaces them)"
+        )
 
 
 def config_dir(environ: Mapping[str, str]) -> Path:
@@ -163,12 +172,7 @@ def _load_context(store: Path, source: Source) -> Endpoint:
         raise DockerContextError(where, why, fix) from exc
     tls = _tls_of(store / "tls" / context_id / "docker", skip_verify)
     fix = f"start the engine it points at, or {source.fix}"
-    tls_fix = (
-        f"check the context's CA and client certificate (`docker context inspect "
-        f"{source.name}`; `docker context update {source.name} --docker "
-        "host=...,ca=...,cert=...,key=...` replaces them)"
-    )
-    return Endpoint(str(host), source.origin, fix, tls_fix, source.name, tls)
+    return Endpoint(str(host), source.origin, fix, source.name, tls)
 
 
 def _tls_of(directory: Path, skip_verify: bool) -> TLSConfig | bool:
@@ -288,7 +292,7 @@ def _tls_failed(exc: BaseException) -> bool:
         if isinstance(cause, (ssl.SSLError, requests.exceptions.SSLError)):
             return True
         cause = cause.__cause__ or cause.__context__
-    return "SSLError(" in str(exc)
+    return False
 
 
 def _has_paramiko() -> bool:

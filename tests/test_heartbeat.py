@@ -15,8 +15,9 @@ from loopback import LoopbackProxy
 from othermachine import HOSTNAME, other_machine
 from sshengine import SshEngine
 
-from pytest_dockervol._heartbeat import engine_now, parse_engine_time
-from pytest_dockervol._identity import LABEL_HOST, LABEL_KIND, LABEL_RUN
+from pytest_dockervol._heartbeat import Heart, engine_now, parse_engine_time
+from pytest_dockervol._identity import LABEL_HOST, LABEL_KIND, LABEL_RUN, RunIdentity
+from pytest_dockervol._lease import forget_run_state
 
 #: The heartbeat timeout of every run in these tests: long enough that the engine's
 #: second-granular stamps and a loaded CI machine never make a live run look silent.
@@ -284,3 +285,19 @@ def test_the_engine_clock_is_the_same_through_every_transport(
         ssh.close()
     clocks["SystemTime"] = parse_engine_time(docker_client.info()["SystemTime"])
     assert max(clocks.values()) - min(clocks.values()) < 3, clocks
+
+
+def test_ls_tells_a_run_with_nothing_but_its_heartbeat(docker_client: docker.DockerClient) -> None:
+    """A run's first beat comes just before its first resource: between the two, ``ls``
+    shows the run, judged by its heartbeat, and says it holds nothing yet."""
+    me = RunIdentity.new()
+    try:
+        assert Heart.of(me, TIMEOUT).beat(docker_client.api, 0) is not None
+        listing = cli("ls").stdout
+        assert f"run {me.run_id}  host {me.host}  running: on this machine, its heartbeat is " in (
+            listing
+        )
+        assert listed_rows(listing, me.run_id) == ["  nothing yet but its heartbeat"]
+    finally:
+        remove_run(docker_client, me.run_id)
+        forget_run_state(me.run_id)
