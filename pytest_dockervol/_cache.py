@@ -52,18 +52,24 @@ class CachedVolume(NamedVolume):
             )
         super()._check_writable(action)
 
-    def mount(self, target: str, *, read_only: bool | None = None) -> Mount:
+    def mount(
+        self, target: str, *, read_only: bool | None = None, subpath: str | None = None
+    ) -> Mount:
         """Read-only once built (the default then): a container writing into it would change
         every later run's golden and break its copy-on-write clones."""
-        return super().mount(target, read_only=self._read_only(read_only))
+        __tracebackhide__ = True
+        return super().mount(target, read_only=self._read_only(read_only), subpath=subpath)
 
     def volumes_dict(
         self, target: str, *, read_only: bool | None = None
     ) -> dict[str, dict[str, str]]:
         return super().volumes_dict(target, read_only=self._read_only(read_only))
 
-    def cli_spec(self, target: str, *, read_only: bool | None = None) -> str:
-        return super().cli_spec(target, read_only=self._read_only(read_only))
+    def cli_spec(
+        self, target: str, *, read_only: bool | None = None, subpath: str | None = None
+    ) -> str:
+        __tracebackhide__ = True
+        return super().cli_spec(target, read_only=self._read_only(read_only), subpath=subpath)
 
     def _read_only(self, asked: bool | None) -> bool:
         """Writable only while it is built (by its seed); refused once it is sealed."""

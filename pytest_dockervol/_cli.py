@@ -18,7 +18,6 @@ from typing import Any
 from ._cache_store import list_entries, remove_entry
 from ._engine import Engine
 from ._errors import DockervolError
-from ._heartbeat import BOOKKEEPING_KINDS
 from ._identity import (
     LABEL_CLONE_OF,
     LABEL_KIND,
@@ -103,7 +102,7 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
             why += f"; remove it with `pytest-dockervol rm --run {run.run_id}`"
         print(f"run {run.run_id}  host {run.host or '?'}  {state}: {why}")
         # Its heartbeats and kept marker are its bookkeeping, told on the line above.
-        held = [r for r in run.resources if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS]
+        held = run.held
         if not held:
             print(
                 "  nothing but its kept marker"

@@ -24,7 +24,7 @@ from ._cow import (
     overlay_options,
 )
 from ._direct import DirectTarget
-from ._engine import Engine
+from ._engine import SUBPATH_MOUNTS, Engine
 from ._errors import (
     CleanupError,
     DockervolUsageError,
@@ -42,7 +42,7 @@ from ._identity import (
 from ._layered import LayeredVolume
 from ._owner import ResourceOwner
 from ._seedplan import SeedPlan
-from ._volume import Entry, adopt
+from ._volume import Entry, adopt, check_subpath
 from ._volume_files import list_entries, list_files, read_file
 from ._volume_ops import (
     VolumeHelper,
@@ -105,6 +105,13 @@ class DockerVolume(LayeredVolume):
     def entries(self) -> Iterator[Entry]:
         self._check_alive()
         return list_entries(self._helper)
+
+    def _subpath(self, subpath: str) -> str:
+        """The path first (the same answer on every engine), then the engine's version."""
+        __tracebackhide__ = True
+        checked = check_subpath(subpath)
+        self._engine.require(SUBPATH_MOUNTS)
+        return checked
 
     # -- removal --------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import requests.exceptions
 from docker.context import Context
 from docker.context.config import get_context_id
 from docker.tls import TLSConfig
+from docker.utils import kwargs_from_env
 
 from ._errors import DockerContextError, EngineUnavailableError, one_line
 
@@ -232,17 +233,18 @@ def connect_client(timeout: float) -> tuple[docker.DockerClient, str]:
     # requests takes fractional seconds; the SDK's annotation says int.
     seconds = cast(int, timeout)
 
-    def build(version: str | None = None) -> docker.DockerClient:
-        """A client; without ``version`` it asks the engine for its API version."""
-        if endpoint.from_env:
-            return docker.from_env(version=version, timeout=seconds, use_ssh_client=ssh)
-        return docker.DockerClient(
-            base_url=endpoint.address,
-            version=version,
-            tls=endpoint.tls,
-            timeout=seconds,
-            use_ssh_client=ssh,
-        )
+    # DOCKER_HOST and its TLS variables as docker.from_env() reads them, but never
+    # from_env() itself: from docker 7.2 on it falls back to the SDK's own reading of the
+    # CLI context (``ContextAPI``, see the module's docstring), which can choose another
+    # engine than ``resolve_endpoint`` did, and than the docker CLI would.
+    where: dict[str, Any] = {"base_url": endpoint.address, "tls": endpoint.tls}
+    if endpoint.from_env:
+        where = dict(kwargs_from_env())
+
+    def build(version: str = "auto") -> docker.DockerClient:
+        """A client; ``auto`` asks the engine for its API version and speaks that one (never
+        a pinned one: Docker 29.0-29.2 refuse every client below API 1.44)."""
+        return docker.DockerClient(version=version, timeout=seconds, use_ssh_client=ssh, **where)
 
     try:
         client = build(_UNASKED_VERSION)  # no request yet: only shows how TLS is set up

@@ -14,6 +14,7 @@ import logging
 import socket
 import tarfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -30,6 +31,7 @@ from ._endpoint import short_reason as short_reason
 from ._errors import (
     DockervolError,
     EngineRefusedError,
+    EngineVersionError,
     ImageNotFoundLocallyError,
     one_line,
 )
@@ -100,6 +102,42 @@ def engine_error_reason(exc: BaseException) -> str:
     return one_line(str(exc)) or type(exc).__name__
 
 
+@dataclass(frozen=True)
+class EngineFeature:
+    """Something the plugin asks only of an engine whose API has it: older engines ignore
+    fields they do not know, silently, so the plugin refuses before it asks."""
+
+    name: str
+    #: The first Engine API version that has it.
+    api: tuple[int, int]
+    #: The first Docker release with that API, as a user knows it.
+    docker: str
+    fix: str
+
+    @property
+    def needed(self) -> str:
+        return f"{self.docker} or newer (API {self.api[0]}.{self.api[1]})"
+
+
+#: ``Mount.VolumeOptions.Subpath``: API 1.45. Docker 20.10-25 and Podman 4 (API 1.41)
+#: mount the whole volume instead (checked on each engine CI runs).
+SUBPATH_MOUNTS = EngineFeature(
+    "volume subpath mounts",
+    (1, 45),
+    "Docker 26.0",
+    "upgrade the engine, or mount the whole volume and use the directory inside it",
+)
+
+
+def api_version_tuple(text: str) -> tuple[int, int]:
+    """``"1.45"`` as ``(1, 45)``, compared as numbers (1.9 < 1.45); ``(0, 0)`` for anything
+    that is not such a version."""
+    major, _, minor = text.strip().partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        return (0, 0)
+    return (int(major), int(minor))
+
+
 class Engine:
     """A connected Docker engine, with what the plugin needs of it in one place."""
 
@@ -151,6 +189,16 @@ class Engine:
             raise unreachable(resolve_endpoint(), exc) from exc
         log.debug("connected to Docker %s at %s", version.get("Version"), address)
         return cls(client, address, version)
+
+    def require(self, feature: EngineFeature) -> None:
+        """Refuse ``feature`` on an engine whose API is older than the feature's.
+
+        Raises:
+            EngineVersionError: the engine's API version is below ``feature.api``.
+        """
+        __tracebackhide__ = True
+        if api_version_tuple(self.api_version) < feature.api:
+            raise EngineVersionError(feature.name, feature.needed, self.describe(), feature.fix)
 
     def describe(self) -> str:
         flavour = "Podman" if self.is_podman else "Docker"
@@ -208,7 +256,7 @@ class Engine:
         public ``APIClient.get_archive`` also decodes the ``X-Docker-Container-Path-Stat``
         header, which Podman encodes as URL-safe base64 and the SDK fails on for some
         non-ASCII names. These are the very calls ``get_archive`` makes, with the same
-        signatures in docker 6.1.0 (our lowest supported) and 7.1.0 (checked).
+        signatures in docker 7.1.0 (our lowest supported) and 7.2.0 (checked).
         """
         api: Any = self.api  # the stubs leave the private helpers out
         url = api._url("/containers/{0}/archive", container)

@@ -313,6 +313,21 @@ class EngineRefusedError(DockervolError):
 
 
 @dataclass(eq=False)
+class EngineVersionError(DockervolError):
+    """A feature the engine is too old for: refused before anything is asked of it, because
+    an older engine ignores what it does not know (a subpath mount would mount the whole
+    volume) instead of refusing it."""
+
+    feature: str
+    needed: str
+    engine: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.feature} need {self.needed}; this engine is {self.engine}; {self.fix}"
+
+
+@dataclass(eq=False)
 class RemoteEngineError(DockervolError):
     """Host volumes bind host paths; a remote engine cannot see this machine's files."""
 

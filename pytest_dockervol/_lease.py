@@ -129,12 +129,13 @@ def forget_lease(run_id: str) -> None:
     path.unlink(missing_ok=True)
 
 
-def dead_leases() -> list[str]:
-    """Run ids whose lease file is left here but no longer held (killed runs)."""
+def ended_leases() -> list[str]:
+    """Run ids whose lease file is left here but no longer held: killed runs, and runs that
+    ended with --dockervol-keep (their lease goes once nothing of theirs is left)."""
     return [
         path.stem
         for path in sorted(_lease_dir().glob("*.lock"))
-        if lease_state(path.stem) == "dead"
+        if lease_state(path.stem) in ("dead", "kept")
     ]
 
 

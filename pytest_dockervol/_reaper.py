@@ -21,7 +21,13 @@ import docker.errors
 
 from ._cache_store import ENTRY_KIND, complete_entry_names
 from ._cow import needs_of
-from ._heartbeat import HEARTBEAT_KIND, KEPT_KIND, engine_now, parse_engine_time
+from ._heartbeat import (
+    BOOKKEEPING_KINDS,
+    HEARTBEAT_KIND,
+    KEPT_KIND,
+    engine_now,
+    parse_engine_time,
+)
 from ._identity import (
     LABEL_CREATED,
     LABEL_HEARTBEAT_TIMEOUT,
@@ -36,7 +42,7 @@ from ._identity import (
     RunIdentity,
 )
 from ._lease import (
-    dead_leases,
+    ended_leases,
     forget_logs_of_ended_runs,
     forget_run_state,
     lease_state,
@@ -124,6 +130,11 @@ class RunSummary:
     def kept_marker(self) -> bool:
         return bool(self._of_kind(KEPT_KIND))
 
+    @property
+    def held(self) -> list[Resource]:
+        """What the run holds, without its bookkeeping (heartbeats, kept marker)."""
+        return [r for r in self.resources if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS]
+
 
 def list_resources(
     api: Any, run_id: str | None = None, worker: str | None = None
@@ -198,6 +209,8 @@ def verdict(
     if lease == "alive":
         return False, "its lease is held"
     if lease == "kept" or run.kept_marker:
+        if not run.held:  # its volumes were removed by hand: the marker guards nothing
+            return True, "kept, and nothing but its kept marker is left"
         return False, "ended with --dockervol-keep"
     if lease == "dead":
         return True, "its process died (its lease is free)"
@@ -314,7 +327,8 @@ def reap_dead_runs(
             with contextlib.suppress(OSError):
                 forget_run_state(run.run_id)
         reaped[run.run_id] = result
-    for run_id in dead_leases():  # killed before creating anything, or already reaped
+    # Killed before creating anything, already reaped, or kept and then removed by hand.
+    for run_id in ended_leases():
         if run_id not in reaped and not list_resources(api, run_id):
             with contextlib.suppress(OSError):
                 forget_run_state(run_id)

@@ -8,7 +8,7 @@ import tarfile
 from collections.abc import Iterable
 
 from ._engine import ENGINE_ERRORS
-from ._heartbeat import BOOKKEEPING_KINDS
+from ._heartbeat import BOOKKEEPING_KINDS, KEPT_KIND
 from ._identity import LABEL_CLONE_OF, LABEL_CREATOR, LABEL_KIND, LABEL_LAYER, LABEL_SNAPSHOT_OF
 from ._reaper import Resource, removal_order
 from ._volume import Entry, Volume
@@ -42,7 +42,8 @@ def kept_report(run_id: str, resources: Iterable[Resource], others: Iterable[str
     """What a run with --dockervol-keep left, one ``KIND NAME  DETAIL`` line each: containers,
     then volumes in an order plain ``docker volume rm`` can follow (readers before what they
     read, a copy-on-write volume's layer right after it), then ``others`` (host directories),
-    and last the one command that removes the whole run."""
+    the run's kept marker, and last the one command that removes the whole run."""
+    resources = list(resources)
     ordered = [
         r for r in removal_order(resources) if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS
     ]
@@ -58,6 +59,13 @@ def kept_report(run_id: str, resources: Iterable[Resource], others: Iterable[str
             lines.append(_kept_line(layer, reader=resource))
     lines += others
     if ordered:
+        # `docker volume ls` shows it too: say what it is for, and that it goes by itself.
+        lines += [
+            f"{KEPT_KIND:9} {r.name}  tells later runs, on any machine, to leave these "
+            "alone; removed by the next run once nothing else is left"
+            for r in resources
+            if r.labels.get(LABEL_KIND) == KEPT_KIND
+        ]
         lines.append(f"remove the whole run with: pytest-dockervol rm --run {run_id}")
     return lines
 

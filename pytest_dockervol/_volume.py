@@ -8,7 +8,9 @@ seed or copy never leaks it.
 from __future__ import annotations
 
 import abc
+import csv
 import dataclasses
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar, Union
@@ -18,13 +20,15 @@ from docker.types import Mount
 from ._errors import (
     REMOVED_STATE,
     DockervolUsageError,
+    SeedPathError,
     SeedWriteError,
     VolumeCopyError,
     VolumeRemovedError,
+    short_repr,
 )
 from ._owner import ResourceOwner
 from ._seedplan import SeedPlan
-from ._seeds import PlanSource, build_seed_plan
+from ._seeds import PlanSource, build_seed_plan, check_relative_path
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -69,6 +73,27 @@ def check_target(target: str) -> str:
             f"mount target {target!r} is not an absolute container path; use e.g. '/data'"
         )
     return target
+
+
+def check_subpath(subpath: object) -> str:
+    """A mount's subpath, normalized: a relative path that stays inside the volume (the
+    engine would refuse the rest only when the container starts)."""
+    try:
+        return check_relative_path(subpath)  # type: ignore[arg-type]  # checked there
+    except SeedPathError as exc:
+        shown = short_repr(subpath) if isinstance(subpath, str) else exc.path
+        raise DockervolUsageError(
+            f"mount subpath {shown} {exc.why}; name a directory inside the volume, "
+            "e.g. subpath='conf'"
+        ) from None
+
+
+def mount_argument(fields: list[str]) -> str:
+    """``docker run --mount``'s argument: CSV, as the CLI reads it (a comma in a path is
+    quoted, not a separator)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    return line.getvalue()
 
 
 @dataclass(frozen=True)
@@ -156,15 +181,52 @@ class Volume(abc.ABC):
         mode = "ro" if read_only else "rw"
         return {self.name: {"bind": check_target(target), "mode": mode}}
 
-    def cli_spec(self, target: str, *, read_only: bool = False) -> str:
-        """The argument of ``docker run -v``."""
-        source, options = next(iter(self.volumes_dict(target, read_only=read_only).items()))
-        return f"{source}:{options['bind']}:{options['mode']}"
+    def cli_spec(self, target: str, *, read_only: bool = False, subpath: str | None = None) -> str:
+        """The argument of ``docker run -v``; with ``subpath``, the argument of ``docker run
+        --mount`` (``-v`` cannot name a subpath; the CLI needs Docker 26 or newer for it).
 
-    def mount(self, target: str, *, read_only: bool = False) -> Mount:
-        """A ``docker.types.Mount`` for ``containers.run(mounts=[...])``."""
+        Raises:
+            DockervolUsageError, EngineVersionError, VolumeRemovedError: as ``mount()``.
+        """
+        __tracebackhide__ = True
+        if subpath is None:
+            source, options = next(iter(self.volumes_dict(target, read_only=read_only).items()))
+            return f"{source}:{options['bind']}:{options['mode']}"
+        mount = self.mount(target, read_only=read_only, subpath=subpath)
+        fields = [
+            f"type={mount['Type']}",
+            f"source={mount['Source']}",
+            f"target={mount['Target']}",
+            f"volume-subpath={mount['VolumeOptions']['Subpath']}",
+        ]
+        return mount_argument([*fields, "readonly"] if read_only else fields)
+
+    def mount(self, target: str, *, read_only: bool = False, subpath: str | None = None) -> Mount:
+        """A ``docker.types.Mount`` for ``containers.run(mounts=[...])``. With ``subpath``
+        (a directory inside the volume), the container sees only that directory: Docker 26
+        or newer (API 1.45); the directory must exist when the container starts.
+
+        Raises:
+            DockervolUsageError: ``target`` is not an absolute path, ``subpath`` is not a
+                relative path inside the volume, or the volume has no subpath mounts.
+            EngineVersionError: ``subpath`` on an engine older than API 1.45, which would
+                mount the whole volume instead.
+            VolumeRemovedError: the volume was removed.
+        """
+        __tracebackhide__ = True
         self._check_alive()
-        return Mount(check_target(target), self.name, type=self.mount_type, read_only=read_only)
+        mount = Mount(check_target(target), self.name, type=self.mount_type, read_only=read_only)
+        if subpath is not None:
+            mount.setdefault("VolumeOptions", {})["Subpath"] = self._subpath(subpath)
+        return mount
+
+    def _subpath(self, subpath: str) -> str:
+        """``subpath`` checked for a mount of this volume; only Docker volumes have them."""
+        __tracebackhide__ = True
+        raise DockervolUsageError(
+            f"{self.kind} volume {self.name} is bound as a directory: subpath mounts are "
+            "for Docker volumes; bind that directory itself (volume_factory.host(path))"
+        )
 
     @abc.abstractmethod
     def _write_plan(self, plan: SeedPlan) -> None:

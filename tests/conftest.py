@@ -165,8 +165,50 @@ def killable_run(tmp_path: Path, source: str, image: str) -> Iterator[KillableRu
         run.kill()
 
 
+#: ``-m core``: what the Python 3.9 floors and 3.13 newest jobs run. Every module without
+#: an engine (pure logic), and the engine tests that prove each capability once: fixtures,
+#: seeding, xdist, clones, crashes and keeping, the engine differences, bad input.
+CORE_ENGINE_MODULES = frozenset(
+    {
+        "test_fixtures.py",
+        "test_factory.py",
+        "test_parallel.py",
+        "test_cow.py",
+        "test_crash.py",
+        "test_kept_and_interrupted.py",
+        "test_engine_versions.py",
+        "test_engines.py",
+        "test_bad_input.py",
+        "test_zz_nothing_left.py",
+    }
+)
+PURE_MODULES = frozenset(
+    {
+        "test_architecture.py",
+        "test_cow_logic.py",
+        "test_endpoint_logic.py",
+        "test_heartbeat_logic.py",
+        "test_hostile_seeds.py",
+        "test_packaging.py",
+        "test_reaper_logic.py",
+        "test_seedplan.py",
+        "test_seeds.py",
+        "test_tarstream.py",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "core: unit tests and the core engine tests (the floors and newest jobs)"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The leftover check over all inner runs goes last."""
+    """Mark the core; the leftover check over all inner runs goes last."""
+    for item in items:
+        if item.path.name in CORE_ENGINE_MODULES | PURE_MODULES:
+            item.add_marker(pytest.mark.core)
     items.sort(key=lambda item: item.path.name == "test_zz_nothing_left.py")
 
 

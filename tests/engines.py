@@ -3,13 +3,17 @@
 It runs beside the machine's engine with its own data root, exec root, unix socket, a
 TCP listener on 127.0.0.1 and its own bridge (no iptables), so stopping it disturbs
 nothing else. Never ``--bridge=none``: dockerd then deletes the host's ``docker0``,
-breaking the machine's main engine. Also a small CLI for CI:
+breaking the machine's main engine. It is the ``dockerd`` first on PATH (CI's Docker 26.1
+pass puts 26.1's first), one at a time: a running one of another binary is stopped first,
+and each binary keeps a data root of its own. Also a small CLI for CI:
 python tests/engines.py start|stop
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,13 +53,29 @@ class PrivateEngine:
             return False
         return True
 
+    @staticmethod
+    def wanted_binary() -> str:
+        found = shutil.which("dockerd")
+        if found is None:
+            raise RuntimeError("dockerd is not on PATH (apt-get install docker.io)")
+        return os.path.realpath(found)
+
     def start(self) -> None:
-        """Idempotent: reuse a running one; wait until it answers; load the test images."""
-        if self.pid is not None and self._runs_in_a_deleted_directory():
-            self.stop()  # started by an older suite from a test's directory, since deleted
+        """Idempotent: reuse a running one of the same binary; wait until it answers; load
+        the test images."""
+        if self.pid is not None and (
+            self._runs_in_a_deleted_directory() or self._running_binary() != self.wanted_binary()
+        ):
+            self.stop()  # an older suite's (its directory deleted since), or another dockerd
         if self.pid is None or not self.answers():
             self._launch()
         self._load_images()
+
+    def _running_binary(self) -> str:
+        try:
+            return os.path.realpath(os.readlink(f"/proc/{self.pid}/exe"))
+        except OSError:
+            return ""
 
     def _runs_in_a_deleted_directory(self) -> bool:
         try:
@@ -71,10 +91,14 @@ class PrivateEngine:
             )
         _ensure_bridge()
         log = open(BASE / "dockerd.log", "ab")  # noqa: SIM115 - the daemon keeps it
+        binary = self.wanted_binary()
+        # A data root per binary: a newer dockerd upgrades an older one's in place.
+        digest = hashlib.sha256(binary.encode()).hexdigest()[:12]
+        data = "data" if binary == "/usr/sbin/dockerd" else f"data-{digest}"
         subprocess.Popen(
             [
-                "dockerd",
-                f"--data-root={BASE}/data",
+                binary,
+                f"--data-root={BASE}/{data}",
                 f"--exec-root={BASE}/exec",
                 f"--pidfile={BASE}/dockerd.pid",
                 f"--host={self.unix}",
@@ -105,12 +129,14 @@ class PrivateEngine:
                     stdout=subprocess.PIPE,
                     env={**os.environ, "DOCKER_HOST": ""},
                 )
-                subprocess.run(
-                    ["docker", "load", "-q"],
-                    stdin=save.stdout,
-                    check=True,
-                    env={**os.environ, "DOCKER_HOST": self.unix},
-                )
+                assert save.stdout is not None
+                with save.stdout:
+                    subprocess.run(
+                        ["docker", "load", "-q"],
+                        stdin=save.stdout,
+                        check=True,
+                        env={**os.environ, "DOCKER_HOST": self.unix},
+                    )
                 save.wait()
         private.close()
 

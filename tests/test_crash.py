@@ -145,7 +145,8 @@ def _lease_holder(run_id: str, *, die: bool) -> subprocess.Popen[bytes]:
     code += "lease.acquire(); print('held', flush=True); time.sleep(300)"
     holder = subprocess.Popen([sys.executable, "-c", code.format(run_id)], stdout=subprocess.PIPE)
     assert holder.stdout is not None
-    assert holder.stdout.readline() == b"held\n"
+    with holder.stdout:  # it prints nothing more
+        assert holder.stdout.readline() == b"held\n"
     if die:
         holder.kill()
         holder.wait()

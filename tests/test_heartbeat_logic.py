@@ -33,10 +33,14 @@ def engine_stamp(seconds_ago: float) -> str:
 
 
 def other_run(
-    *beats: tuple[float, float], kept: bool = False, namespace: str = "boot:2"
+    *beats: tuple[float, float],
+    kept: bool = False,
+    namespace: str = "boot:2",
+    holds: bool = True,
 ) -> RunSummary:
-    """A run of another machine (its own clock: two days behind), with a named volume and
-    one heartbeat per (seconds ago by the engine's clock, declared timeout)."""
+    """A run of another machine (its own clock: two days behind), with a named volume
+    (unless not ``holds``) and one heartbeat per (seconds ago by the engine's clock,
+    declared timeout)."""
     run_id = "b" * 32
     base = {
         LABEL_OWNER: "pytest-dockervol",
@@ -45,7 +49,7 @@ def other_run(
         LABEL_SESSION_PID: "99",
         LABEL_CREATED: str(ENGINE_NOW - 2 * DAY),
     }
-    resources = [Resource("volume", "data", {**base, LABEL_KIND: "named"})]
+    resources = [Resource("volume", "data", {**base, LABEL_KIND: "named"})] if holds else []
     for n, (ago, timeout) in enumerate(beats):
         labels = {**base, LABEL_KIND: "heartbeat", LABEL_HEARTBEAT_TIMEOUT: f"{timeout:g}"}
         resources.append(Resource("volume", f"beat-{n}", labels, created_at=engine_stamp(ago)))
@@ -107,6 +111,9 @@ def test_engine_timestamp_that_is_not_one() -> None:
         # kept: never over, beat or no beat
         (other_run(kept=True), 60, False, "--dockervol-keep"),
         (other_run((3600, 60), kept=True), 60, False, "--dockervol-keep"),
+        # kept, but its volumes were removed by hand: the marker guards nothing any more
+        (other_run(kept=True, holds=False), 60, True, "nothing but its kept marker is left"),
+        (other_run((5, 60), kept=True, holds=False), 60, True, "nothing but its kept marker"),
         # no heartbeat (an older plugin version): the idle rule, by the labels' clock
         (other_run(), 60, True, "idle for"),
     ],
@@ -114,6 +121,13 @@ def test_engine_timestamp_that_is_not_one() -> None:
 def test_verdict_by_heartbeat(run: RunSummary, reader_timeout: float, over: bool, why: str) -> None:
     decided, reason = judge(run, reader_timeout)
     assert (decided, why in reason) == (over, True), reason
+
+
+def test_a_kept_lease_here_with_only_the_marker_left_is_over() -> None:
+    assert judge(other_run(kept=True, holds=False), lease="kept")[0] is True
+    assert judge(other_run(kept=True), lease="kept") == (False, "ended with --dockervol-keep")
+    # A kept lease without even its marker on the engine (an older version's run): over.
+    assert judge(other_run(holds=False), lease="kept")[0] is True
 
 
 def test_this_machine_names_itself_and_a_held_lease_wins() -> None:

@@ -30,7 +30,7 @@ from conftest import (
 
 from pytest_dockervol._cli import run_state
 from pytest_dockervol._identity import LABEL_KIND, LABEL_LAYER, LABEL_RUN
-from pytest_dockervol._lease import forget_run_state
+from pytest_dockervol._lease import forget_run_state, lease_state
 from pytest_dockervol._reaper import Resource
 from pytest_dockervol._report import kept_report
 
@@ -114,6 +114,41 @@ def test_kept_volumes_are_not_pinned_and_listed_with_kinds(
         forget_run_state(run.run_id)
 
 
+@pytest.mark.parametrize("reaper", ["the next run", "pytest-dockervol rm"])
+def test_a_kept_run_removed_by_hand_leaves_nothing(inner: InnerPytest, reaper: str) -> None:
+    """The user removes what the kept list names with plain `docker volume rm`: the run's
+    kept marker (listed too, with what it is for) goes at the next run's start, or with
+    `pytest-dockervol rm`, and so does the run's lease on this machine."""
+    inner.pytester.makepyfile(test_keep="def test_keep(named_volume):\n    named_volume.files()\n")
+    run = inner.run("--dockervol-keep")
+    client = inner.client
+    try:
+        run.result.assert_outcomes(passed=1)
+        kept = _kept_section(run.result.stdout.str())
+        marker = [line for line in kept if line[0] == "kept-marker"]
+        assert [line[1] for line in marker] == [f"pdv-{run.run_id[:8]}-kept"], kept
+        assert marker[0][2].startswith("tells later runs, on any machine, to leave these alone")
+        assert lease_state(run.run_id) == "kept"
+        for _kind, name, *_ in (line for line in kept if line[0] == "named"):
+            client.volumes.get(name).remove()  # as the user would: `docker volume rm NAME`
+        # Any run on the engine may take it from here on (another suite's, at its start).
+        listed = cli("ls").stdout
+        if f"run {run.run_id}" in listed:
+            over = "over: kept, and nothing but its kept marker is left"
+            assert f"{over}\n  nothing but its kept marker\n" in listed, listed
+        if reaper == "pytest-dockervol rm":
+            done = cli("rm")
+            assert done.returncode == 0, done.stdout + done.stderr
+        else:
+            inner.pytester.makepyfile(test_keep="def test_next(named_volume):\n    pass\n")
+            inner.run().result.assert_outcomes(passed=1)
+        assert run.leftovers() == []
+        assert lease_state(run.run_id) == "unknown"
+    finally:
+        remove_run(client, run.run_id)
+        forget_run_state(run.run_id)
+
+
 def test_kept_report_lists_kinds_in_an_order_docker_volume_rm_can_follow() -> None:
     def volume(name: str, kind: str, of: str = "", layer: str = "", *needs: str) -> Resource:
         labels = {LABEL_KIND: kind, **{f"pytest-dockervol.needs.{n}": "" for n in needs}}
@@ -137,6 +172,8 @@ def test_kept_report_lists_kinds_in_an_order_docker_volume_rm_can_follow() -> No
         volume("full", "clone", "anon"),
         volume("snap", "snapshot", "src"),
         Resource("container", "f" * 64, {LABEL_KIND: "container", "pytest-dockervol.creator": "t"}),
+        volume("pdv-rrrrrrrr-kept", "kept-marker"),
+        volume("beat", "heartbeat"),
     ]
     assert kept_report("r" * 32, resources, ["host      /tmp/h"]) == [
         "container ffffffffffff  from t",
@@ -149,6 +186,8 @@ def test_kept_report_lists_kinds_in_an_order_docker_volume_rm_can_follow() -> No
         "clone     full  of anon",
         "snapshot  snap  of src",
         "host      /tmp/h",
+        "kept-marker pdv-rrrrrrrr-kept  tells later runs, on any machine, to leave these alone; "
+        "removed by the next run once nothing else is left",
         f"remove the whole run with: pytest-dockervol rm --run {'r' * 32}",
     ]
     assert kept_report("r" * 32, [], ["host      /tmp/h"]) == ["host      /tmp/h"]
@@ -312,7 +351,8 @@ def test_ls_into_a_pipe_closed_early_ends_quietly(docker_client: docker.DockerCl
         assert proc.stderr is not None
         assert proc.stdout.readline().startswith(b"run ")
         proc.stdout.close()
-        stderr = proc.stderr.read().decode()
+        with proc.stderr:
+            stderr = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == 141
         assert stderr == ""
     finally:

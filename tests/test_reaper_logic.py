@@ -109,6 +109,8 @@ def test_lease_alive_then_dead_after_kill(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
     assert lease_state(run_id) == "dead"
     forget_run_state(run_id)
     assert lease_state(run_id) == "unknown"

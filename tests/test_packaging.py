@@ -1,0 +1,62 @@
+"""The versions the package declares are the versions CI proves (no engine needed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest needs tomli below 3.11
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def declared_floors() -> dict[str, str]:
+    """Each ``>=`` lower bound of the dependencies and of the xdist and test extras."""
+    extras = PROJECT["optional-dependencies"]
+    floors: dict[str, str] = {}
+    for line in [*PROJECT["dependencies"], *extras["xdist"], *extras["test"]]:
+        requirement = Requirement(line)
+        for spec in requirement.specifier:
+            if spec.operator == ">=":
+                assert floors.setdefault(requirement.name, spec.version) == spec.version, line
+    return floors
+
+
+def pinned_floors() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / ".ci" / "floors.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", line
+            pins[requirement.name] = spec.version
+    return pins
+
+
+def test_the_floors_job_pins_exactly_the_declared_floors() -> None:
+    assert pinned_floors() == declared_floors()
+
+
+def test_the_docker_sdk_floor_talks_to_engines_with_current_requests() -> None:
+    # docker < 7.1 fails on every engine with requests >= 2.32 ("Not supported URL scheme
+    # http+docker"): a floor below it is a false promise.
+    assert declared_floors()["docker"] == "7.1.0"
+
+
+def test_python_classifiers_cover_what_requires_python_allows() -> None:
+    allowed = SpecifierSet(PROJECT["requires-python"])
+    listed = [
+        c.rsplit(" :: ", 1)[1]
+        for c in PROJECT["classifiers"]
+        if c.startswith("Programming Language :: Python :: 3.")
+    ]
+    assert listed == ["3.9", "3.10", "3.11", "3.12", "3.13"]
+    assert all(version in allowed for version in listed)
+    assert "3.8" not in allowed
