@@ -16,7 +16,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Generator, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import SeedSourceError, VolumeCopyError, VolumeReadError, one_line
 
@@ -58,22 +58,49 @@ _METHOD_FAILURE = re.compile(r"^- method (\w+): \w+\((['\"])(.*)\2\)$", re.MULTI
 _METHOD_NAMES = {"tar": "plain tar", "gz": "gzip", "bz2": "bzip2", "xz": "xz"}
 
 
-def read_failure(e: BaseException) -> str:
+def read_failure(e: BaseException, tried: list[tuple[str, str]] | None = None) -> str:
     """Why a tar could not be read, in one line. ``tarfile.open("r:*")`` says it in one
-    line per decompressor it tried; only the causes that say more than "not a gzip file"
-    are kept, after the list of what was tried."""
-    tried = [(_METHOD_NAMES.get(m, m), why) for m, _q, why in _METHOD_FAILURE.findall(str(e))]
+    line per decompressor it tried (``tried``: what each said, where it did not); only the
+    causes that say more than "not a gzip file" are kept, after the list of what was tried."""
+    if tried is None:
+        tried = [(m, why) for m, _q, why in _METHOD_FAILURE.findall(str(e))]
     if not tried:
         return one_line(str(e)) or type(e).__name__
-    names = [name for name, _why in tried]
-    causes = [f"{name}: {why}" for name, why in tried if not why.startswith(("not a ", "not an "))]
+    names = [_METHOD_NAMES.get(method, method) for method, _why in tried]
+    causes = [
+        f"{name}: {why}"
+        for name, (_method, why) in zip(names, tried)
+        if not why.startswith(("not a ", "not an "))
+    ]
     listed = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
     return one_line("; ".join([f"tried {listed}", ", ".join(causes)] if causes else [listed]))
 
 
+def _each_method(path: str) -> list[tuple[str, str]]:
+    """What each decompressor says of ``path``, in ``tarfile.open("r:*")``'s order: Python
+    3.12 and newer list it in the error, older ones say only "could not be opened"."""
+    tried = []
+    modes: tuple[tuple[str, Literal["r:gz", "r:bz2", "r:xz", "r:"]], ...] = (
+        ("gz", "r:gz"),
+        ("bz2", "r:bz2"),
+        ("xz", "r:xz"),
+        ("tar", "r:"),
+    )
+    for method, mode in modes:
+        try:
+            tarfile.open(path, mode).close()
+        except READ_ERRORS as e:
+            tried.append((method, one_line(str(e)) or type(e).__name__))
+        else:
+            return []  # it opens now: it changed meanwhile, say what Python said
+    return tried
+
+
 def _unreadable(path: str, e: BaseException) -> SeedSourceError:
+    detailed = bool(_METHOD_FAILURE.search(str(e)))
+    tried = None if detailed or not isinstance(e, tarfile.ReadError) else _each_method(path)
     return SeedSourceError(
-        f"seed source {path!r} is not a readable tar archive ({read_failure(e)}); "
+        f"seed source {path!r} is not a readable tar archive ({read_failure(e, tried)}); "
         "pass a directory or an intact .tar, .tar.gz, .tar.bz2 or .tar.xz file"
     )
 

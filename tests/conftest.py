@@ -23,6 +23,14 @@ from pytest_dockervol._engine import container_name
 from pytest_dockervol._identity import LABEL_RUN
 
 IMAGE = os.environ.get("DOCKERVOL_IMAGE", "pytest-dockervol-test/busybox:latest")
+#: What every inner pytest run gets (PYTEST_ADDOPTS: pytester, like this module, drops the
+#: outer run's). Inner runs (hundreds per pass, three processes each under -n 2) need
+#: neither hypothesis's plugin nor pytest-benchmark's, which cost ~1 s of CPU per process.
+#: DOCKERVOL_INNER_ADDOPTS adds to it: CI's floors and newest passes make deprecation
+#: warnings errors there.
+INNER_ADDOPTS = f"-p no:hypothesispytest -p no:benchmark {os.environ.get('DOCKERVOL_INNER_ADDOPTS', '')}"
+# The outer run has read its own PYTEST_ADDOPTS already: only its subprocesses see this.
+os.environ["PYTEST_ADDOPTS"] = INNER_ADDOPTS.strip()
 _RUN_ID = re.compile(r"dockervol: run ([0-9a-f]{32})")
 #: Every inner run's id, checked for leftovers by test_zz_nothing_left.py at the very end.
 INNER_RUN_IDS: list[str] = []
@@ -92,6 +100,13 @@ class InnerPytest:
         assert match, "the inner run printed no dockervol header:\n" + result.stdout.str()
         INNER_RUN_IDS.append(match.group(1))
         return InnerRun(result, match.group(1), self)
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest's own, with INNER_ADDOPTS for its runs (it unsets PYTEST_ADDOPTS)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS.strip())
+    return pytester
 
 
 @pytest.fixture
@@ -198,10 +213,24 @@ PURE_MODULES = frozenset(
 )
 
 
+#: DOCKERVOL_STRICT_WARNINGS=1 (CI's floors and newest passes): warnings are errors, but
+#: for these, each the SDK's and not ours to close: docker-py's unix-socket connection
+#: leaks its socket when connect() fails (UnixHTTPConnection.connect), and the tests point
+#: clients at sockets nothing listens on, on purpose.
+STRICT_WARNINGS = (
+    "error",
+    r"ignore:Exception ignored in. <socket\.socket fd=-?\d+, family=(1|AddressFamily\.AF_UNIX),"
+    ":pytest.PytestUnraisableExceptionWarning",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "core: unit tests and the core engine tests (the floors and newest jobs)"
     )
+    if os.environ.get("DOCKERVOL_STRICT_WARNINGS") == "1":
+        for line in STRICT_WARNINGS:  # later lines win: the ignores come after "error"
+            config.addinivalue_line("filterwarnings", line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
