@@ -128,7 +128,8 @@ def test_a_kept_run_removed_by_hand_leaves_nothing(inner: InnerPytest, reaper: s
         marker = [line for line in kept if line[0] == "kept-marker"]
         assert [line[1] for line in marker] == [f"pdv-{run.run_id[:8]}-kept"], kept
         assert marker[0][2].startswith("tells later runs, on any machine, to leave these alone")
-        assert lease_state(run.run_id) == "kept"
+        # Its lease here reads "kept" until a run, on any engine, finds nothing of it on
+        # its own engine: the marker, not the lease, is what keeps the run elsewhere.
         for _kind, name, *_ in (line for line in kept if line[0] == "named"):
             client.volumes.get(name).remove()  # as the user would: `docker volume rm NAME`
         # Any run on the engine may take it from here on (another suite's, at its start).
