@@ -17,7 +17,7 @@ import docker.errors
 from docker.types import Mount
 
 from ._engine import ENGINE_ERRORS, HELPER_MOUNT_POINT, Engine, describe_containers
-from ._errors import CleanupError, VolumeReadError
+from ._errors import CleanupError, DockervolUsageError, VolumeReadError
 from ._hostfs import HostTree, UnsafePathError
 from ._identity import LABEL_RUN, RunIdentity
 from ._seedplan import SeedPlan
@@ -55,6 +55,15 @@ class HostVolume(Volume):
 
     def _write_plan(self, plan: SeedPlan) -> None:
         plan.write_to(self.path, volume=self.name)
+
+    def _subpath(self, subpath: str) -> str:
+        """Never: a bind mount has no subpath (the engine would refuse VolumeOptions on
+        it), and the directory inside it can be bound itself."""
+        __tracebackhide__ = True
+        raise DockervolUsageError(
+            f"host volume {self.name} is bound as a directory: subpath mounts are for Docker "
+            "volumes; bind that directory itself (volume_factory.host(path))"
+        )
 
     def read_bytes(self, path: str) -> bytes:
         """The file's content, reached without following any link (``_hostfs``): a link

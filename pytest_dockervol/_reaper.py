@@ -133,7 +133,13 @@ class RunSummary:
     @property
     def held(self) -> list[Resource]:
         """What the run holds, without its bookkeeping (heartbeats, kept marker)."""
-        return [r for r in self.resources if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS]
+        return without_bookkeeping(self.resources)
+
+
+def without_bookkeeping(resources: Iterable[Resource]) -> list[Resource]:
+    """``resources`` (in their order) but a run's heartbeats and kept marker: what a user
+    would call the run's volumes and containers."""
+    return [r for r in resources if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS]
 
 
 def list_resources(

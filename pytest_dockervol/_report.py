@@ -8,9 +8,9 @@ import tarfile
 from collections.abc import Iterable
 
 from ._engine import ENGINE_ERRORS
-from ._heartbeat import BOOKKEEPING_KINDS, KEPT_KIND
+from ._heartbeat import KEPT_KIND
 from ._identity import LABEL_CLONE_OF, LABEL_CREATOR, LABEL_KIND, LABEL_LAYER, LABEL_SNAPSHOT_OF
-from ._reaper import Resource, removal_order
+from ._reaper import Resource, removal_order, without_bookkeeping
 from ._volume import Entry, Volume
 
 MAX_ENTRIES = 60
@@ -44,9 +44,7 @@ def kept_report(run_id: str, resources: Iterable[Resource], others: Iterable[str
     read, a copy-on-write volume's layer right after it), then ``others`` (host directories),
     the run's kept marker, and last the one command that removes the whole run."""
     resources = list(resources)
-    ordered = [
-        r for r in removal_order(resources) if r.labels.get(LABEL_KIND) not in BOOKKEEPING_KINDS
-    ]
+    ordered = without_bookkeeping(removal_order(resources))
     layers = {r.labels[LABEL_LAYER]: r for r in ordered if LABEL_LAYER in r.labels}
     lines: list[str] = []
     for resource in ordered:

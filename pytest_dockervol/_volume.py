@@ -220,13 +220,10 @@ class Volume(abc.ABC):
             mount.setdefault("VolumeOptions", {})["Subpath"] = self._subpath(subpath)
         return mount
 
+    @abc.abstractmethod
     def _subpath(self, subpath: str) -> str:
-        """``subpath`` checked for a mount of this volume; only Docker volumes have them."""
-        __tracebackhide__ = True
-        raise DockervolUsageError(
-            f"{self.kind} volume {self.name} is bound as a directory: subpath mounts are "
-            "for Docker volumes; bind that directory itself (volume_factory.host(path))"
-        )
+        """``subpath`` checked for a mount of this volume (its path, and whether the
+        volume and its engine can mount one)."""
 
     @abc.abstractmethod
     def _write_plan(self, plan: SeedPlan) -> None:

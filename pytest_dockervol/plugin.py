@@ -11,11 +11,10 @@ import pytest
 from ._engine import ENGINE_ERRORS, describe_address, engine_error_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory
-from ._heartbeat import BOOKKEEPING_KINDS, Heart, stop_beating
-from ._identity import LABEL_KIND
+from ._heartbeat import Heart, stop_beating
 from ._lease import RunLease, forget_run_state
 from ._options import add_options
-from ._reaper import ReapResult, reap_run, release_kept
+from ._reaper import ReapResult, reap_run, release_kept, without_bookkeeping
 from ._report import describe_volume, kept_report
 from ._state import factory_key, lease_key, watchdog_key
 from ._volume import Volume
@@ -170,7 +169,7 @@ def _release_kept(factory: VolumeFactory) -> None:
         heart = Heart.of(factory.identity, factory.settings.heartbeat_timeout, "run")
         heart.leave_kept_marker(factory.engine.api)
         kept, failed = release_kept(factory.engine.api, run_id)
-        if all(r.labels.get(LABEL_KIND) in BOOKKEEPING_KINDS for r in kept):
+        if not without_bookkeeping(kept):
             reap_run(factory.engine.api, run_id)  # nothing is kept but the marker itself
             kept = []
     except ENGINE_ERRORS as exc:

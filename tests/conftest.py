@@ -28,7 +28,9 @@ IMAGE = os.environ.get("DOCKERVOL_IMAGE", "pytest-dockervol-test/busybox:latest"
 #: neither hypothesis's plugin nor pytest-benchmark's, which cost ~1 s of CPU per process.
 #: DOCKERVOL_INNER_ADDOPTS adds to it: CI's floors and newest passes make deprecation
 #: warnings errors there.
-INNER_ADDOPTS = f"-p no:hypothesispytest -p no:benchmark {os.environ.get('DOCKERVOL_INNER_ADDOPTS', '')}"
+INNER_ADDOPTS = (
+    f"-p no:hypothesispytest -p no:benchmark {os.environ.get('DOCKERVOL_INNER_ADDOPTS', '')}"
+)
 # The outer run has read its own PYTEST_ADDOPTS already: only its subprocesses see this.
 os.environ["PYTEST_ADDOPTS"] = INNER_ADDOPTS.strip()
 _RUN_ID = re.compile(r"dockervol: run ([0-9a-f]{32})")

@@ -166,6 +166,14 @@ def test_a_clone_mounts_a_directory_of_its_own(volume_factory, run_container):
     assert golden.read_text("conf/app.ini") == "x=1"
 
 
+def test_a_cached_golden_mounts_a_directory_read_only(volume_factory, run_container):
+    golden = volume_factory.cached("subpath-golden", seed=SEED)  # built for this run only
+    out = sh(run_container, "cat /c/app.ini; echo; touch /c/x 2>/dev/null && echo WRITABLE || echo READONLY",
+             golden.mount("/c", subpath="conf"))
+    assert out.split() == ["x=1", "READONLY"]
+    assert golden.cli_spec("/c", subpath="conf").endswith(",volume-subpath=conf,readonly")
+
+
 def test_a_missing_directory_fails_at_start(named_volume, run_container):
     with pytest.raises(docker.errors.APIError, match="no such file or directory"):
         run_container(IMAGE, ["true"], mounts=[named_volume.mount("/c", subpath="missing")])
@@ -213,8 +221,8 @@ def test_subpath_mounts_on_this_engine(
         inner.pytester.makepyfile(
             test_subpath=SUBPATH_COMMON + (SUBPATH_MOUNTED if mounted else SUBPATH_REFUSED)
         )
-        run = inner.run("-v")
-        run.result.assert_outcomes(passed=6 if mounted else 2)
+        run = inner.run("-v", "--dockervol-cache=off")  # the golden goes with the run
+        run.result.assert_outcomes(passed=7 if mounted else 2)
         assert run.leftovers() == []
     finally:
         for container in docker_client.containers.list(all=True, filters={"label": label}):
