@@ -101,7 +101,7 @@ def make_factory(creator: str) -> Any:
     every timed region anyway, so it is turned off here; all else is the plugin's own code.
     """
     from pytest_dockervol import VolumeFactory
-    from pytest_dockervol._identity import RunIdentity
+    from pytest_dockervol._engine.labels import RunIdentity
     from pytest_dockervol._options import Settings
 
     factory = VolumeFactory(

@@ -50,7 +50,7 @@ from _common import (
     timed,
 )
 
-from pytest_dockervol._seeds import build_seed_plan
+from pytest_dockervol._seeding.sources import build_seed_plan
 
 try:
     import importlib

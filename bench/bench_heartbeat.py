@@ -29,10 +29,10 @@ from collections.abc import Callable
 
 import docker.errors
 
-from pytest_dockervol._endpoint import connect_client
-from pytest_dockervol._heartbeat import Heart, engine_now
-from pytest_dockervol._identity import LABEL_RUN, RunIdentity
-from pytest_dockervol._reaper import reap_run
+from pytest_dockervol._engine.endpoint import connect_client
+from pytest_dockervol._engine.labels import LABEL_RUN, RunIdentity
+from pytest_dockervol._runs.heartbeat import Heart, engine_now
+from pytest_dockervol._runs.reaper import reap_run
 
 
 def timed(action: Callable[[], object]) -> float:

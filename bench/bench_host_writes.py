@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import make_factory  # noqa: E402
+from _common import make_factory
 
-from pytest_dockervol._seeds import build_seed_plan  # noqa: E402
+from pytest_dockervol._seeding.sources import build_seed_plan
 
 
 def plain_write(root: Path, seed: dict[str, bytes]) -> None:

@@ -85,7 +85,7 @@ INNER = textwrap.dedent(
     import pytest
 
     from pytest_dockervol import VolumeFactory
-    from pytest_dockervol._identity import RunIdentity
+    from pytest_dockervol._engine.labels import RunIdentity
 
     IMAGE = os.environ["BENCH_PG_IMAGE"]
     REPS = int(os.environ["BENCH_PG_REPS"])

@@ -47,7 +47,7 @@ from _common import (
     trace_http,
 )
 
-from pytest_dockervol._seeds import build_seed_plan
+from pytest_dockervol._seeding.sources import build_seed_plan
 
 PROFILED = ["100 x 1 KiB", "1000 x 1 KiB"]
 

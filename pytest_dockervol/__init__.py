@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ._anonymous import AnonymousVolume
-from ._cache import CachedVolume
-from ._containers import ContainerRunner
-from ._docker_volume import DockerVolume, NamedVolume, Snapshot
+from ._cache.cached import CachedVolume
+from ._cache.shared import SharedVolume
 from ._errors import (
     CacheBuildError,
     CleanupError,
@@ -34,10 +32,13 @@ from ._errors import (
     VolumeRemovedError,
 )
 from ._factory import VolumeFactory
-from ._host_volume import HostVolume
-from ._seeds import SeedFile
-from ._shared import SharedVolume
-from ._volume import Entry, Volume
+from ._seeding.sources import SeedFile
+from ._volumes.anonymous import AnonymousVolume
+from ._volumes.base import Volume
+from ._volumes.containers import ContainerRunner
+from ._volumes.docker import DockerVolume, NamedVolume, Snapshot
+from ._volumes.helper import Entry
+from ._volumes.host import HostVolume
 
 __all__ = [
     "AnonymousVolume",

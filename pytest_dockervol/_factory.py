@@ -19,13 +19,11 @@ import docker
 import pytest
 from docker.models.containers import Container
 
-from ._anonymous import AnonymousVolume
-from ._cache import CachedVolume, cached_volume
-from ._cache_store import evict_unused
-from ._containers import ContainerRunner
-from ._cow import CopyOnWrite
-from ._docker_volume import DockerVolume, NamedVolume, Snapshot
-from ._engine import ENGINE_ERRORS, Engine, engine_error_reason
+from ._cache.cached import CachedVolume, cached_volume
+from ._cache.shared import SharedVolume, shared_volume
+from ._cache.store import evict_unused
+from ._engine.engine import ENGINE_ERRORS, Engine, engine_error_reason
+from ._engine.labels import RunIdentity, check_user_labels, check_volume_name
 from ._errors import (
     CleanupError,
     DockervolCleanupWarning,
@@ -34,14 +32,16 @@ from ._errors import (
     RemoteEngineError,
     check_ispytest,
 )
-from ._host_volume import HostVolume
-from ._identity import RunIdentity, check_user_labels, check_volume_name
 from ._options import Settings
-from ._owner import Removable
-from ._reaper import reap_dead_runs
-from ._shared import SharedVolume, shared_volume
-from ._volume import SeedSource, Volume, adopt, prepare_seed
-from ._volume_ops import refuse_tmpfs_seed
+from ._runs.reaper import reap_dead_runs
+from ._volumes.anonymous import AnonymousVolume
+from ._volumes.base import SeedSource, Volume, adopt, prepare_seed
+from ._volumes.containers import ContainerRunner
+from ._volumes.cow import CopyOnWrite
+from ._volumes.docker import DockerVolume, NamedVolume, Snapshot
+from ._volumes.helper import refuse_tmpfs_seed
+from ._volumes.host import HostVolume
+from ._volumes.owner import Removable
 
 log = logging.getLogger("pytest_dockervol")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ._factory import VolumeFactory
-from ._lease import RunLease
-from ._watchdog import Watchdog
+from ._runs.lease import RunLease
+from ._runs.watchdog import Watchdog
 
 factory_key = pytest.StashKey[VolumeFactory]()
 lease_key = pytest.StashKey[RunLease]()

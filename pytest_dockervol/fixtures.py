@@ -12,15 +12,15 @@ import docker.errors
 import pytest
 import requests.exceptions
 
-from ._anonymous import AnonymousVolume
-from ._containers import ContainerRunner
-from ._docker_volume import NamedVolume
-from ._engine import describe_address, engine_error_reason, short_reason
+from ._engine.engine import describe_address, engine_error_reason, short_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory
-from ._host_volume import HostVolume
 from ._state import factory_key
-from ._volume import Volume
+from ._volumes.anonymous import AnonymousVolume
+from ._volumes.base import Volume
+from ._volumes.containers import ContainerRunner
+from ._volumes.docker import NamedVolume
+from ._volumes.host import HostVolume
 
 V = TypeVar("V", bound=Volume)
 

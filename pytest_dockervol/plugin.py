@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from ._engine import ENGINE_ERRORS, describe_address, engine_error_reason
+from ._engine.engine import ENGINE_ERRORS, describe_address, engine_error_reason
 from ._errors import DockervolError
 from ._factory import VolumeFactory
-from ._heartbeat import Heart, stop_beating
-from ._lease import RunLease, forget_run_state
 from ._options import add_options
-from ._reaper import ReapResult, reap_run, release_kept, without_bookkeeping
-from ._report import describe_volume, kept_report
+from ._runs.heartbeat import Heart, stop_beating
+from ._runs.lease import RunLease, forget_run_state
+from ._runs.reaper import ReapResult, reap_run, release_kept, without_bookkeeping
+from ._runs.report import describe_volume, kept_report
+from ._runs.watchdog import Watchdog
 from ._state import factory_key, lease_key, watchdog_key
-from ._volume import Volume
-from ._watchdog import Watchdog
+from ._volumes.base import Volume
 from .fixtures import (
     anonymous_volume,
     dockervol_client,

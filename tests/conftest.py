@@ -19,8 +19,8 @@ import pytest
 from loopback import LoopbackProxy, engine_socket
 from sshengine import SshEngine, start_ssh_engine
 
-from pytest_dockervol._engine import container_name
-from pytest_dockervol._identity import LABEL_RUN
+from pytest_dockervol._engine.engine import container_name
+from pytest_dockervol._engine.labels import LABEL_RUN
 
 IMAGE = os.environ.get("DOCKERVOL_IMAGE", "pytest-dockervol-test/busybox:latest")
 #: What every inner pytest run gets (PYTEST_ADDOPTS: pytester, like this module, drops the

@@ -10,7 +10,7 @@ import socket
 import ssl
 import threading
 
-from pytest_dockervol._endpoint import DEFAULT_ADDRESS
+from pytest_dockervol._engine.endpoint import DEFAULT_ADDRESS
 
 #: The engine the outer suite talks to.
 ENGINE = os.environ.get("DOCKER_HOST") or DEFAULT_ADDRESS

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import pytest
 
-from pytest_dockervol._seedplan import SeedPlan
+from pytest_dockervol._seeding.plan import SeedPlan
 
 MiB = 1 << 20
 Member = tuple[tarfile.TarInfo, Optional[bytes]]

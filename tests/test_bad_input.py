@@ -34,10 +34,10 @@ from pytest_dockervol import (
     VolumeFactory,
     VolumeNameError,
 )
-from pytest_dockervol._engine import engine_error_reason
+from pytest_dockervol._engine.engine import engine_error_reason
+from pytest_dockervol._engine.labels import LABEL_RUN, check_volume_name
 from pytest_dockervol._errors import REMOVED_STATE, one_line
-from pytest_dockervol._identity import LABEL_RUN, check_volume_name
-from pytest_dockervol._seeds import build_seed_plan, check_relative_path
+from pytest_dockervol._seeding.sources import build_seed_plan, check_relative_path
 
 MiB = 1 << 20
 

@@ -25,7 +25,7 @@ from loopback import ENGINE, LoopbackProxy, engine_socket
 from sshengine import SshEngine
 from tlscerts import TlsFiles, make_tls_files
 
-from pytest_dockervol._endpoint import DEFAULT_ADDRESS, connect_client
+from pytest_dockervol._engine.endpoint import DEFAULT_ADDRESS, connect_client
 
 SEED_AND_READ = """
 def test_volume(named_volume):

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 
 from pytest_dockervol import DockervolUsageError
-from pytest_dockervol._cache_key import cache_digest, inputs_digest
-from pytest_dockervol._cow import CannotLayer, lower_dirs, needs_labels, needs_of, overlay_options
-from pytest_dockervol._seeds import build_seed_plan
+from pytest_dockervol._cache.key import cache_digest, inputs_digest
+from pytest_dockervol._seeding.sources import build_seed_plan
+from pytest_dockervol._volumes.cow import (
+    CannotLayer,
+    lower_dirs,
+    needs_labels,
+    needs_of,
+    overlay_options,
+)
 
 LAYER = "pytest-dockervol.layer"
 

@@ -20,7 +20,7 @@ from conftest import (
     wait_for,
 )
 
-from pytest_dockervol._lease import forget_run_state, watchdog_log
+from pytest_dockervol._runs.lease import forget_run_state, watchdog_log
 
 HOLD = r"""
 import os, pathlib, time
@@ -80,7 +80,7 @@ def _fake_run_labels(run_id: str, namespace: str, pid: int, created: float) -> d
 def test_next_run_reaps_dead_runs_and_spares_everything_else(inner: InnerPytest) -> None:
     """Leftovers of a run whose watchdog also died are reaped when the next run starts;
     other people's volumes (even plugin-like names) and possibly-live runs survive."""
-    from pytest_dockervol._lease import process_namespace
+    from pytest_dockervol._engine.labels import process_namespace
 
     client = inner.client
     finished = subprocess.Popen(["true"])
@@ -141,7 +141,9 @@ def test_the_watchdog_log_of_a_killed_run_goes_once_it_is_reaped(
 
 def _lease_holder(run_id: str, *, die: bool) -> subprocess.Popen[bytes]:
     """A process holding ``run_id``'s lease: alive, or killed (its lease then reads dead)."""
-    code = "import time; from pytest_dockervol._lease import RunLease; lease = RunLease({!r}); "
+    code = (
+        "import time; from pytest_dockervol._runs.lease import RunLease; lease = RunLease({!r}); "
+    )
     code += "lease.acquire(); print('held', flush=True); time.sleep(300)"
     holder = subprocess.Popen([sys.executable, "-c", code.format(run_id)], stdout=subprocess.PIPE)
     assert holder.stdout is not None

@@ -15,7 +15,7 @@ from docker.context.config import get_context_id
 from docker.tls import TLSConfig
 
 from pytest_dockervol import DockerContextError, EngineUnavailableError
-from pytest_dockervol._endpoint import (
+from pytest_dockervol._engine.endpoint import (
     HOST_FIX,
     HOST_TLS_FIX,
     Endpoint,
@@ -25,7 +25,7 @@ from pytest_dockervol._endpoint import (
     resolve_endpoint,
     unreachable,
 )
-from pytest_dockervol._engine import engine_error_reason
+from pytest_dockervol._engine.engine import engine_error_reason
 
 
 def write_context(config: Path, name: str, meta: object) -> Path:

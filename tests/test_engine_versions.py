@@ -27,9 +27,9 @@ from conftest import InnerPytest, cli, is_podman, leftovers, remove_run
 from docker.context.config import get_context_id
 
 from pytest_dockervol import DockervolUsageError, EngineVersionError, HostVolume
-from pytest_dockervol._engine import SUBPATH_MOUNTS, Engine, api_version_tuple
-from pytest_dockervol._identity import ANONYMOUS_VOLUME_LABEL, LABEL_KIND, LABEL_RUN
-from pytest_dockervol._volume import check_subpath, mount_argument
+from pytest_dockervol._engine.engine import SUBPATH_MOUNTS, Engine, api_version_tuple
+from pytest_dockervol._engine.labels import ANONYMOUS_VOLUME_LABEL, LABEL_KIND, LABEL_RUN
+from pytest_dockervol._volumes.base import check_subpath, mount_argument
 
 
 def engine_api(client: docker.DockerClient) -> tuple[int, int]:

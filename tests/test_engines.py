@@ -16,8 +16,8 @@ import pytest
 from conftest import InnerPytest
 
 from pytest_dockervol import VolumeCopyError
-from pytest_dockervol._reaper import list_resources
-from pytest_dockervol._tarstream import (
+from pytest_dockervol._runs.reaper import list_resources
+from pytest_dockervol._seeding.tarstream import (
     checked_archive,
     iter_tar_members,
     list_files_in_tar,

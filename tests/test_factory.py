@@ -14,7 +14,7 @@ import pytest
 from conftest import InnerPytest
 
 from pytest_dockervol import ContainerRunner, VolumeFactory
-from pytest_dockervol._identity import RunIdentity
+from pytest_dockervol._engine.labels import RunIdentity
 from pytest_dockervol._options import Settings
 
 INNER = r"""

@@ -195,7 +195,7 @@ def test_remote_engine_refuses_host_volumes(
     pytester.makeconftest(
         """
         import pytest
-        from pytest_dockervol._engine import Engine
+        from pytest_dockervol._engine.engine import Engine
         @pytest.fixture(autouse=True)
         def elsewhere(monkeypatch):
             monkeypatch.setattr(Engine, "engine_host", property(lambda self: "build-host-7"))

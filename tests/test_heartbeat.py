@@ -16,9 +16,9 @@ from loopback import LoopbackProxy
 from othermachine import HOSTNAME, other_machine
 from sshengine import SshEngine
 
-from pytest_dockervol._heartbeat import Heart, engine_now, parse_engine_time
-from pytest_dockervol._identity import LABEL_HOST, LABEL_KIND, LABEL_RUN, RunIdentity
-from pytest_dockervol._lease import forget_run_state
+from pytest_dockervol._engine.labels import LABEL_HOST, LABEL_KIND, LABEL_RUN, RunIdentity
+from pytest_dockervol._runs.heartbeat import Heart, engine_now, parse_engine_time
+from pytest_dockervol._runs.lease import forget_run_state
 
 #: The heartbeat timeout of every run in these tests: long enough that the engine's
 #: second-granular stamps and a loaded CI machine never make a live run look silent.

@@ -7,8 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pytest_dockervol._heartbeat import Heart, beat_interval, parse_engine_time
-from pytest_dockervol._identity import (
+from pytest_dockervol._engine.labels import (
     LABEL_CREATED,
     LABEL_HEARTBEAT_TIMEOUT,
     LABEL_KIND,
@@ -18,7 +17,8 @@ from pytest_dockervol._identity import (
     LABEL_SESSION_PID,
     RunIdentity,
 )
-from pytest_dockervol._reaper import Resource, RunSummary, verdict
+from pytest_dockervol._runs.heartbeat import Heart, beat_interval, parse_engine_time
+from pytest_dockervol._runs.reaper import Resource, RunSummary, verdict
 
 ME = RunIdentity(run_id="a" * 32, worker="main", namespace="boot:1", session_pid=10)
 #: The engine's clock, in the tests (it has nothing to do with this machine's).

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_dockervol import NamedVolume, SeedError, SeedPathError, VolumeFactory
-from pytest_dockervol._seedplan import SeedPlan
-from pytest_dockervol._seeds import build_seed_plan, check_relative_path
+from pytest_dockervol._seeding.plan import SeedPlan
+from pytest_dockervol._seeding.sources import build_seed_plan, check_relative_path
 
 T = TypeVar("T")
 R = TypeVar("R")

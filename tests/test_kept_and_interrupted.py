@@ -28,11 +28,11 @@ from conftest import (
     wait_for,
 )
 
-from pytest_dockervol._cli import run_state
-from pytest_dockervol._identity import LABEL_KIND, LABEL_LAYER, LABEL_RUN
-from pytest_dockervol._lease import forget_run_state, lease_state
-from pytest_dockervol._reaper import Resource
-from pytest_dockervol._report import kept_report
+from pytest_dockervol._engine.labels import LABEL_KIND, LABEL_LAYER, LABEL_RUN
+from pytest_dockervol._runs.cli import run_state
+from pytest_dockervol._runs.lease import forget_run_state, lease_state
+from pytest_dockervol._runs.reaper import Resource
+from pytest_dockervol._runs.report import kept_report
 
 # -- --dockervol-keep ------------------------------------------------------------------------
 

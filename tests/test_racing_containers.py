@@ -22,7 +22,7 @@ from pytest_dockervol import (
     SeedWriteError,
     VolumeReadError,
 )
-from pytest_dockervol._seeds import build_seed_plan
+from pytest_dockervol._seeding.sources import build_seed_plan
 
 #: Long enough to see escapes in nearly every run of the old path-string writer (the
 #: issue saw them within 10 s; this loop is tighter).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_dockervol import LabelError, VolumeNameError
-from pytest_dockervol._identity import (
+from pytest_dockervol._engine.labels import (
     LABEL_CREATED,
     LABEL_NAMESPACE,
     LABEL_OWNER,
@@ -21,8 +21,8 @@ from pytest_dockervol._identity import (
     check_volume_name,
     slugify,
 )
-from pytest_dockervol._lease import RunLease, forget_run_state, lease_state
-from pytest_dockervol._reaper import Resource, RunSummary, group_by_run, removal_order, verdict
+from pytest_dockervol._runs.lease import RunLease, forget_run_state, lease_state
+from pytest_dockervol._runs.reaper import Resource, RunSummary, group_by_run, removal_order, verdict
 
 ME = RunIdentity(run_id="a" * 32, worker="main", namespace="boot:1", session_pid=10)
 NOW = 1_000_000.0
@@ -97,7 +97,7 @@ def test_lease_alive_then_dead_after_kill(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys,time; from pytest_dockervol._lease import RunLease; "
+            "import sys,time; from pytest_dockervol._runs.lease import RunLease; "
             f"lease = RunLease({run_id!r}); lease.acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

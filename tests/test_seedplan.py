@@ -14,7 +14,7 @@ import pytest
 from tarfiles import MiB, by_name, make_tree, member, needs_non_root, parse, write_tar
 
 from pytest_dockervol import SeedSourceError, SeedWriteError
-from pytest_dockervol._seeds import build_seed_plan
+from pytest_dockervol._seeding.sources import build_seed_plan
 
 
 @pytest.fixture

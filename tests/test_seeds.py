@@ -14,7 +14,7 @@ import pytest
 from tarfiles import Member, by_name, make_tree, member, needs_non_root, parse, write_tar
 
 from pytest_dockervol import SeedFile, SeedPathError, SeedSourceError
-from pytest_dockervol._seeds import build_seed_plan, check_relative_path
+from pytest_dockervol._seeding.sources import build_seed_plan, check_relative_path
 
 
 @pytest.fixture

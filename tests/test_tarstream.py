@@ -11,8 +11,8 @@ import pytest
 from tarfiles import Member, MiB, chunked, docker_stream, member, tar_bytes
 
 from pytest_dockervol import VolumeCopyError, VolumeReadError
-from pytest_dockervol._seeds import build_seed_plan
-from pytest_dockervol._tarstream import (
+from pytest_dockervol._seeding.sources import build_seed_plan
+from pytest_dockervol._seeding.tarstream import (
     checked_archive,
     holds_only_root,
     list_files_in_tar,

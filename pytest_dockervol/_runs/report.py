@@ -7,11 +7,17 @@ import stat
 import tarfile
 from collections.abc import Iterable
 
-from ._engine import ENGINE_ERRORS
-from ._heartbeat import KEPT_KIND
-from ._identity import LABEL_CLONE_OF, LABEL_CREATOR, LABEL_KIND, LABEL_LAYER, LABEL_SNAPSHOT_OF
-from ._reaper import Resource, removal_order, without_bookkeeping
-from ._volume import Entry, Volume
+from .._engine.engine import ENGINE_ERRORS
+from .._engine.labels import (
+    LABEL_CLONE_OF,
+    LABEL_CREATOR,
+    LABEL_KIND,
+    LABEL_LAYER,
+    LABEL_SNAPSHOT_OF,
+)
+from .._volumes.base import Entry, Volume
+from .heartbeat import KEPT_KIND
+from .reaper import Resource, removal_order, without_bookkeeping
 
 MAX_ENTRIES = 60
 _LISTING_ERRORS: tuple[type[BaseException], ...] = (*ENGINE_ERRORS, OSError, tarfile.TarError)

@@ -29,12 +29,12 @@ from typing import Any
 import docker.errors
 from filelock import FileLock
 
-from ._engine import ENGINE_ERRORS, Engine, engine_error_reason, engine_errors_as
-from ._identity import LABEL_LAYER, LABEL_NEEDS, RunIdentity
-from ._lease import state_dir
-from ._seedplan import DIR, FILE, Entry, PlanBuilder, SeedPlan
-from ._tarstream import open_stream, read_file_from_tar
-from ._volume_ops import VolumeHelper, close_stream, create_volume, remove_with_own_users
+from .._engine.engine import ENGINE_ERRORS, Engine, engine_error_reason, engine_errors_as
+from .._engine.labels import LABEL_LAYER, LABEL_NEEDS, RunIdentity
+from .._engine.statedir import state_dir
+from .._seeding.plan import DIR, FILE, Entry, PlanBuilder, SeedPlan
+from .._seeding.tarstream import open_stream, read_file_from_tar
+from .helper import VolumeHelper, close_stream, create_volume, remove_with_own_users
 
 log = logging.getLogger("pytest_dockervol")
 

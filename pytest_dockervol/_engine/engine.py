@@ -24,19 +24,20 @@ import urllib3.exceptions
 from docker.types import Mount
 from filelock import FileLock
 
-# describe_address and short_reason are also offered here, where the upper layers take them.
-from ._endpoint import connect_client, resolve_endpoint, unreachable
-from ._endpoint import describe_address as describe_address
-from ._endpoint import short_reason as short_reason
-from ._errors import (
+from .._errors import (
     DockervolError,
     EngineRefusedError,
     EngineVersionError,
     ImageNotFoundLocallyError,
     one_line,
 )
-from ._identity import LABEL_KIND, LABEL_OWNER, OWNER_VALUE
-from ._lease import state_dir
+
+# describe_address and short_reason are also offered here, where the upper layers take them.
+from .endpoint import connect_client, resolve_endpoint, unreachable
+from .endpoint import describe_address as describe_address
+from .endpoint import short_reason as short_reason
+from .labels import LABEL_KIND, LABEL_OWNER, OWNER_VALUE
+from .statedir import state_dir
 
 log = logging.getLogger("pytest_dockervol")
 

@@ -19,42 +19,18 @@ import contextlib
 import json
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ._errors import DockervolUsageError
-
-
-def state_dir() -> Path:
-    """The directory this user's runs share (leases, shared-volume locks), private to the
-    user like pytest's ``pytest-of-<user>``: another user's runs are judged by pid and age."""
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    path = Path(tempfile.gettempdir()) / f"pytest-dockervol-{uid}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    if hasattr(os, "getuid") and path.lstat().st_uid != uid:
-        raise DockervolUsageError(
-            f"{path} belongs to another user; remove it or point TMPDIR elsewhere"
-        )
-    return path
+from .._engine.statedir import state_dir
 
 
 def _lease_dir() -> Path:
     path = state_dir() / "leases"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def process_namespace() -> str:
-    """Boot id and pid namespace: pids are comparable only when both match."""
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        pid_ns = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return "unknown"
-    return f"{boot_id}:{pid_ns}"
 
 
 def pid_alive(pid: int) -> bool:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from ._docker_volume import NamedVolume, Snapshot
-from ._errors import DockervolUsageError, SharedSeedError
-from ._identity import LABEL_SHARED_KEY, check_volume_name, slugify
-from ._lease import state_dir
-from ._owner import ResourceOwner
-from ._volume import SeedSource, prepare_seed
+from .._engine.labels import LABEL_SHARED_KEY, check_volume_name, slugify
+from .._engine.statedir import state_dir
+from .._errors import DockervolUsageError, SharedSeedError
+from .._volumes.base import SeedSource, prepare_seed
+from .._volumes.docker import NamedVolume, Snapshot
+from .._volumes.owner import ResourceOwner
 
 if TYPE_CHECKING:
     from typing_extensions import Self

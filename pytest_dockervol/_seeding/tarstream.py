@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Literal
 
-from ._errors import SeedSourceError, VolumeCopyError, VolumeReadError, one_line
+from .._errors import SeedSourceError, VolumeCopyError, VolumeReadError, one_line
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

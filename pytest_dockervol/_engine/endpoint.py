@@ -35,7 +35,7 @@ from docker.context.config import get_context_id
 from docker.tls import TLSConfig
 from docker.utils import kwargs_from_env
 
-from ._errors import DockerContextError, EngineUnavailableError, one_line
+from .._errors import DockerContextError, EngineUnavailableError, one_line
 
 log = logging.getLogger("pytest_dockervol")
 

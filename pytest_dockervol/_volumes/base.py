@@ -12,12 +12,11 @@ import csv
 import dataclasses
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar, Union
 
 from docker.types import Mount
 
-from ._errors import (
+from .._errors import (
     REMOVED_STATE,
     DockervolUsageError,
     SeedPathError,
@@ -26,9 +25,10 @@ from ._errors import (
     VolumeRemovedError,
     short_repr,
 )
-from ._owner import ResourceOwner
-from ._seedplan import SeedPlan
-from ._seeds import PlanSource, build_seed_plan, check_relative_path
+from .._seeding.plan import SeedPlan
+from .._seeding.sources import PlanSource, build_seed_plan, check_relative_path
+from .helper import Entry
+from .owner import ResourceOwner
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -94,18 +94,6 @@ def mount_argument(fields: list[str]) -> str:
     line = io.StringIO()
     csv.writer(line, lineterminator="").writerow(fields)
     return line.getvalue()
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One path in a volume, as ``ls -l`` shows it."""
-
-    path: str  #: relative to the volume root
-    mode: int  #: ``st_mode``: the file type bits and the permissions
-    uid: int | None  #: None where the engine does not say (Podman's archives)
-    gid: int | None
-    size: int
-    link: str = ""  #: a symbolic link's target
 
 
 class Volume(abc.ABC):

@@ -16,14 +16,14 @@ from typing import Any, Literal
 import docker.errors
 from docker.types import Mount
 
-from ._engine import ENGINE_ERRORS, HELPER_MOUNT_POINT, Engine, describe_containers
-from ._errors import CleanupError, DockervolUsageError, VolumeReadError
-from ._hostfs import HostTree, UnsafePathError
-from ._identity import LABEL_RUN, RunIdentity
-from ._seedplan import SeedPlan
-from ._seeds import check_relative_path
-from ._tarstream import iter_tar_members
-from ._volume import Entry, Volume
+from .._engine.engine import ENGINE_ERRORS, HELPER_MOUNT_POINT, Engine, describe_containers
+from .._engine.labels import LABEL_RUN, RunIdentity
+from .._errors import CleanupError, DockervolUsageError, VolumeReadError
+from .._seeding.hostfs import HostTree, UnsafePathError
+from .._seeding.plan import SeedPlan
+from .._seeding.sources import check_relative_path
+from .._seeding.tarstream import iter_tar_members
+from .base import Entry, Volume
 
 log = logging.getLogger("pytest_dockervol")
 

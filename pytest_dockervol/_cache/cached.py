@@ -21,14 +21,14 @@ import docker.errors
 from docker.types import Mount
 from filelock import FileLock
 
-from ._cache_key import cache_digest
-from ._cache_store import CacheEntry, add_marker, list_entries, record_use, remove_entry
-from ._docker_volume import NamedVolume
-from ._errors import CacheBuildError, DockervolUsageError
-from ._identity import LABEL_CACHE_KEY, LABEL_CACHE_NAME, check_volume_name, slugify
-from ._lease import state_dir
-from ._owner import ResourceOwner
-from ._volume import PreparedSeed, SeedSource, prepare_seed
+from .._engine.labels import LABEL_CACHE_KEY, LABEL_CACHE_NAME, check_volume_name, slugify
+from .._engine.statedir import state_dir
+from .._errors import CacheBuildError, DockervolUsageError
+from .._volumes.base import PreparedSeed, SeedSource, prepare_seed
+from .._volumes.docker import NamedVolume
+from .._volumes.owner import ResourceOwner
+from .key import cache_digest
+from .store import CacheEntry, add_marker, list_entries, record_use, remove_entry
 
 log = logging.getLogger("pytest_dockervol")
 

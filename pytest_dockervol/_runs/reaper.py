@@ -19,16 +19,8 @@ from typing import Any
 
 import docker.errors
 
-from ._cache_store import ENTRY_KIND, complete_entry_names
-from ._cow import needs_of
-from ._heartbeat import (
-    BOOKKEEPING_KINDS,
-    HEARTBEAT_KIND,
-    KEPT_KIND,
-    engine_now,
-    parse_engine_time,
-)
-from ._identity import (
+from .._cache.store import ENTRY_KIND, complete_entry_names
+from .._engine.labels import (
     LABEL_CREATED,
     LABEL_HEARTBEAT_TIMEOUT,
     LABEL_HOST,
@@ -41,7 +33,15 @@ from ._identity import (
     OWNER_VALUE,
     RunIdentity,
 )
-from ._lease import (
+from .._volumes.cow import needs_of
+from .heartbeat import (
+    BOOKKEEPING_KINDS,
+    HEARTBEAT_KIND,
+    KEPT_KIND,
+    engine_now,
+    parse_engine_time,
+)
+from .lease import (
     ended_leases,
     forget_logs_of_ended_runs,
     forget_run_state,

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
 
-from ._errors import SeedPathError, SeedSourceError, short_repr
-from ._seedplan import DIR, FILE, HARDLINK, SYMLINK, Entry, PlanBuilder, SeedPlan, open_host_file
-from ._tarstream import archive_members
+from .._errors import SeedPathError, SeedSourceError, short_repr
+from .plan import DIR, FILE, HARDLINK, SYMLINK, Entry, PlanBuilder, SeedPlan, open_host_file
+from .tarstream import archive_members
 
 _SPECIAL = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device file"}
 #: The longest file name Linux allows, in bytes (UTF-8).

@@ -29,8 +29,8 @@ from typing import Literal
 
 import docker.errors
 
-from ._engine import Engine
-from ._hostfs import HostTree, write_all
+from .._engine.engine import Engine
+from .._seeding.hostfs import HostTree, write_all
 
 log = logging.getLogger("pytest_dockervol")
 

@@ -15,22 +15,8 @@ from typing import TYPE_CHECKING
 
 import docker.errors
 
-from ._cow import (
-    CannotLayer,
-    layer_plan,
-    layering_of,
-    lower_dirs,
-    needs_labels,
-    overlay_options,
-)
-from ._direct import DirectTarget
-from ._engine import SUBPATH_MOUNTS, Engine
-from ._errors import (
-    CleanupError,
-    DockervolUsageError,
-    VolumeRemovedError,
-)
-from ._identity import (
+from .._engine.engine import SUBPATH_MOUNTS, Engine
+from .._engine.labels import (
     ANONYMOUS_VOLUME_LABEL,
     LABEL_CLONE_OF,
     LABEL_LAYER,
@@ -39,12 +25,23 @@ from ._identity import (
     check_user_labels,
     check_volume_name,
 )
-from ._layered import LayeredVolume
-from ._owner import ResourceOwner
-from ._seedplan import SeedPlan
-from ._volume import Entry, adopt, check_subpath
-from ._volume_files import list_entries, list_files, read_file
-from ._volume_ops import (
+from .._errors import (
+    CleanupError,
+    DockervolUsageError,
+    VolumeRemovedError,
+)
+from .._seeding.plan import SeedPlan
+from .base import Entry, adopt, check_subpath
+from .cow import (
+    CannotLayer,
+    layer_plan,
+    layering_of,
+    lower_dirs,
+    needs_labels,
+    overlay_options,
+)
+from .direct import DirectTarget
+from .helper import (
     VolumeHelper,
     copy_files,
     create_volume,
@@ -55,6 +52,8 @@ from ._volume_ops import (
     refuse_running_users,
     remove_with_own_users,
 )
+from .layered import LayeredVolume
+from .owner import ResourceOwner
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -95,16 +94,16 @@ class DockerVolume(LayeredVolume):
     def read_bytes(self, path: str) -> bytes:
         __tracebackhide__ = True
         self._check_alive()
-        return read_file(self._helper, path)
+        return self._helper.read_file(path)
 
     def files(self) -> list[str]:
         __tracebackhide__ = True
         self._check_alive()
-        return list_files(self._helper)
+        return self._helper.list_files()
 
     def entries(self) -> Iterator[Entry]:
         self._check_alive()
-        return list_entries(self._helper)
+        return self._helper.entries()
 
     def _subpath(self, subpath: str) -> str:
         """The path first (the same answer on every engine), then the engine's version."""

@@ -15,10 +15,9 @@ import sys
 import time
 from typing import Any
 
-from ._cache_store import list_entries, remove_entry
-from ._engine import Engine
-from ._errors import DockervolError
-from ._identity import (
+from .._cache.store import list_entries, remove_entry
+from .._engine.engine import Engine
+from .._engine.labels import (
     LABEL_CLONE_OF,
     LABEL_KIND,
     LABEL_LAYER,
@@ -26,9 +25,10 @@ from ._identity import (
     LABEL_WORKER,
     RunIdentity,
 )
-from ._lease import forget_run_state, lease_state
-from ._options import MIN_HEARTBEAT_TIMEOUT
-from ._reaper import (
+from .._errors import DockervolError
+from .._options import MIN_HEARTBEAT_TIMEOUT
+from .lease import forget_run_state, lease_state
+from .reaper import (
     RunSummary,
     engine_time_for,
     group_by_run,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
-from ._cow import layered_on
-from ._engine import Engine
-from ._errors import ClonesAliveError
-from ._volume import Volume
+from .._engine.engine import Engine
+from .._errors import ClonesAliveError
+from .base import Volume
+from .cow import layered_on
 
 
 class LayeredVolume(Volume):

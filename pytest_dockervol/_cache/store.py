@@ -22,9 +22,8 @@ from typing import Any
 
 import docker.errors
 
-from ._cow import layered_on
-from ._engine import Engine
-from ._identity import (
+from .._engine.engine import Engine
+from .._engine.labels import (
     LABEL_CACHE_ENTRY,
     LABEL_CACHE_KEY,
     LABEL_CACHE_NAME,
@@ -35,6 +34,7 @@ from ._identity import (
     LABEL_RUN,
     OWNER_VALUE,
 )
+from .._volumes.cow import layered_on
 
 log = logging.getLogger("pytest_dockervol")
 

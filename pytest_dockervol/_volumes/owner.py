@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ._cow import CopyOnWrite
-    from ._engine import Engine
-    from ._identity import RunIdentity
+    from .._engine.engine import Engine
+    from .._engine.labels import RunIdentity
+    from .cow import CopyOnWrite
 
 
 class Removable(Protocol):

@@ -20,8 +20,8 @@ import subprocess
 import sys
 from typing import IO, Any
 
-from ._heartbeat import Heart, beat_interval, started_flag
-from ._lease import forget_run_state, watchdog_log
+from .heartbeat import Heart, beat_interval, started_flag
+from .lease import forget_run_state, watchdog_log
 
 DONE = b"done"
 log = logging.getLogger("pytest_dockervol.watchdog")
@@ -37,12 +37,12 @@ _LAUNCHER = (
     "    if not os.path.exists(started):\n"
     "        continue\n"
     "    if beating is None:\n"
-    "        from pytest_dockervol._watchdog import Beating\n"
+    "        from pytest_dockervol._runs.watchdog import Beating\n"
     "        beating = Beating(heart)\n"
     "    beating.renew()\n"
     "if sys.stdin.buffer.read() == b'done' or mode == 'keep':\n"
     "    sys.exit(0)\n"
-    "from pytest_dockervol._watchdog import reap\n"
+    "from pytest_dockervol._runs.watchdog import reap\n"
     "sys.exit(reap(heart))\n"
 )
 
@@ -115,7 +115,7 @@ class Beating:
 def _connect(timeout: float) -> Any:
     """The engine the run uses (DOCKER_HOST or the CLI context): the watchdog has the run's
     environment, so ``connect_client`` resolves it the same way."""
-    from ._endpoint import connect_client
+    from .._engine.endpoint import connect_client
 
     return connect_client(timeout)[0]
 
@@ -124,7 +124,7 @@ def reap(heart_json: str) -> int:
     """The run died, or its cleanup was cut short: remove everything labelled with it (and,
     once that worked, the run's state files and this log)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
-    from ._reaper import reap_until_quiet
+    from .reaper import reap_until_quiet
 
     run_id = Heart.from_json(heart_json).run_id
     log.info("run %s ended without standing down: reaping", run_id)

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from docker.types import DriverConfig, Mount
 
-from ._docker_volume import DockerVolume
-from ._engine import HELPER_MOUNT_POINT, refused_as
-from ._errors import EngineRefusedError
-from ._identity import ANONYMOUS_VOLUME_LABEL
-from ._owner import ResourceOwner
-from ._volume_ops import is_tmpfs
+from .._engine.engine import HELPER_MOUNT_POINT, refused_as
+from .._engine.labels import ANONYMOUS_VOLUME_LABEL
+from .._errors import EngineRefusedError
+from .docker import DockerVolume
+from .helper import is_tmpfs
+from .owner import ResourceOwner
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -36,7 +36,7 @@ from typing import Any
 import docker.errors
 from filelock import FileLock, Timeout
 
-from ._identity import (
+from .._engine.labels import (
     LABEL_HEARTBEAT_TIMEOUT,
     LABEL_KIND,
     LABEL_OWNER,
@@ -44,7 +44,7 @@ from ._identity import (
     OWNER_VALUE,
     RunIdentity,
 )
-from ._lease import state_dir
+from .._engine.statedir import state_dir
 
 log = logging.getLogger("pytest_dockervol.heartbeat")
 

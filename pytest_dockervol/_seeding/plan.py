@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from ._errors import SeedPathError, SeedSourceError, SeedWriteError
-from ._hostfs import HostTree, UnsafePathError, write_all
-from ._tarstream import READ_ERRORS, archive_members
+from .._errors import SeedPathError, SeedSourceError, SeedWriteError
+from .hostfs import HostTree, UnsafePathError, write_all
+from .tarstream import READ_ERRORS, archive_members
 
 DIR, FILE, SYMLINK, HARDLINK = tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 

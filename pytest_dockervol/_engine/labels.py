@@ -12,10 +12,10 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ._errors import MAX_VOLUME_NAME, LabelError, VolumeNameError
-from ._lease import process_namespace
+from .._errors import MAX_VOLUME_NAME, LabelError, VolumeNameError
 
 LABEL_PREFIX = "pytest-dockervol."
 LABEL_OWNER = LABEL_PREFIX + "owner"
@@ -55,6 +55,16 @@ ANONYMOUS_VOLUME_LABEL = "com.docker.volume.anonymous"
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _SLUG_MAX = 40
+
+
+def process_namespace() -> str:
+    """Boot id and pid namespace: pids are comparable only when both match."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pid_ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return "unknown"
+    return f"{boot_id}:{pid_ns}"
 
 
 def check_volume_name(name: str) -> str:

@@ -8,10 +8,10 @@ from typing import Any, final
 import docker.errors
 from docker.models.containers import Container
 
-from ._engine import Engine
-from ._errors import CleanupError, DockervolUsageError, check_ispytest
-from ._identity import check_user_labels
-from ._owner import ResourceOwner
+from .._engine.engine import Engine
+from .._engine.labels import check_user_labels
+from .._errors import CleanupError, DockervolUsageError, check_ispytest
+from .owner import ResourceOwner
 
 
 class TrackedContainer:

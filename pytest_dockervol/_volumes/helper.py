@@ -11,14 +11,18 @@ pulled and nothing runs in a volume; the stream is checked as it passes and neve
 from __future__ import annotations
 
 import contextlib
+import re
+import stat
+import tarfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
 from docker.types import Mount
 
-from ._engine import (
+from .._engine.engine import (
     HELPER_MOUNT_POINT,
     Engine,
     describe_containers,
@@ -26,17 +30,7 @@ from ._engine import (
     engine_errors_as,
     refused_as,
 )
-from ._errors import (
-    CleanupError,
-    DockervolUsageError,
-    EngineRefusedError,
-    SeedWriteError,
-    VolumeCopyError,
-    VolumeExistsError,
-    VolumeInUseError,
-    VolumeRemovedError,
-)
-from ._identity import (
+from .._engine.labels import (
     ANONYMOUS_VOLUME_LABEL,
     LABEL_CREATOR,
     LABEL_KIND,
@@ -46,7 +40,31 @@ from ._identity import (
     LABEL_RUN,
     RunIdentity,
 )
-from ._tarstream import checked_archive, holds_only_root, peek_first_name
+from .._errors import (
+    CleanupError,
+    DockervolUsageError,
+    EngineRefusedError,
+    SeedWriteError,
+    VolumeCopyError,
+    VolumeExistsError,
+    VolumeInUseError,
+    VolumeReadError,
+    VolumeRemovedError,
+)
+from .._seeding.sources import check_relative_path
+from .._seeding.tarstream import (
+    checked_archive,
+    holds_only_root,
+    iter_tar_members,
+    list_files_in_tar,
+    peek_first_name,
+    read_file_from_tar,
+)
+
+#: Podman takes an archive path as a glob pattern (and finds no "a*b" even escaped).
+_GLOB_CHARS = re.compile(r"[*?\[\\]")
+_TYPE_BITS = {tarfile.DIRTYPE: stat.S_IFDIR, tarfile.SYMTYPE: stat.S_IFLNK}
+
 
 _RUNNING = {"running", "paused", "restarting"}
 _STOP_FIRST = (
@@ -255,6 +273,18 @@ def refuse_tmpfs_seed(driver: str | None, driver_opts: dict[str, str] | None, se
         raise tmpfs_refusal("the new volume")
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One path in a volume, as ``ls -l`` shows it."""
+
+    path: str  #: relative to the volume root
+    mode: int  #: ``st_mode``: the file type bits and the permissions
+    uid: int | None  #: None where the engine does not say (Podman's archives)
+    gid: int | None
+    size: int
+    link: str = ""  #: a symbolic link's target
+
+
 class VolumeHelper:
     """The never-started container through which one volume's files are read and written,
     made on first use. It mounts the volume at ``/v`` and exists only for archive calls."""
@@ -340,6 +370,46 @@ class VolumeHelper:
             return holds_only_root(stream)
         finally:
             close_stream(stream)
+
+    # -- reading the volume's files ----------------------------------------------------
+
+    def _archive_of(self, inner: str, path: str) -> Iterator[bytes]:
+        __tracebackhide__ = True
+        try:
+            return self.get_archive(inner)
+        except docker.errors.NotFound:
+            raise VolumeReadError(self.volume, path, "no such file or directory") from None
+
+    def read_file(self, path: str) -> bytes:
+        """The content of one regular file of the volume (``path`` relative to its root); an
+        engine error, also one in mid-stream, is a one-line ``VolumeReadError``."""
+        __tracebackhide__ = True
+        with engine_errors_as(lambda why: VolumeReadError(self.volume, path, why)):
+            inner = check_relative_path(path)
+            if self.engine.is_podman and _GLOB_CHARS.search(inner):
+                # Read the nearest directory above whose path is no pattern, and pick the file.
+                parts = inner.split("/")
+                cut = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
+                stream = self._archive_of("/".join(parts[:cut]), path)
+                within = "/".join(parts[cut:])
+                return read_file_from_tar(stream, inner, volume=self.volume, within=within)
+            return read_file_from_tar(self._archive_of(inner, path), inner, volume=self.volume)
+
+    def list_files(self) -> list[str]:
+        """Sorted relative paths of the volume's regular files."""
+        __tracebackhide__ = True
+        with engine_errors_as(lambda why: VolumeReadError(self.volume, ".", why)):
+            return list_files_in_tar(self._archive_of("", "."), strip_components=1)
+
+    def entries(self) -> Iterator[Entry]:
+        """Every path of the volume with type, mode, owner and size, lazily."""
+        # Podman's archives give every member the helper's owner (root), not the file's.
+        owners_known = not self.engine.is_podman
+        with engine_errors_as(lambda why: VolumeReadError(self.volume, ".", why)):
+            for path, info in iter_tar_members(self._archive_of("", ".")):
+                mode = _TYPE_BITS.get(info.type, stat.S_IFREG) | info.mode
+                uid, gid = (info.uid, info.gid) if owners_known else (None, None)
+                yield Entry(path, mode, uid, gid, info.size, info.linkname)
 
 
 def copy_files(source: VolumeHelper, target: VolumeHelper) -> None:

@@ -14,8 +14,8 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ._errors import DockervolUsageError
-from ._seedplan import SeedPlan, plan_digest
+from .._errors import DockervolUsageError
+from .._seeding.plan import SeedPlan, plan_digest
 
 #: Bump when what goes into the digest, or how an entry is built, changes.
 CACHE_FORMAT = "pytest-dockervol-cache-1"
