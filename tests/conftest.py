@@ -16,13 +16,14 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+from inner_helpers import IMAGE
+from inner_helpers import is_podman as is_podman  # for the outer tests too: one copy
 from loopback import LoopbackProxy, engine_socket
 from sshengine import SshEngine, start_ssh_engine
 
 from pytest_dockervol._engine.engine import container_name
 from pytest_dockervol._engine.labels import LABEL_RUN
 
-IMAGE = os.environ.get("DOCKERVOL_IMAGE", "pytest-dockervol-test/busybox:latest")
 #: What every inner pytest run gets (PYTEST_ADDOPTS: pytester, like this module, drops the
 #: outer run's). Inner runs (hundreds per pass, three processes each under -n 2) need
 #: neither hypothesis's plugin nor pytest-benchmark's, which cost ~1 s of CPU per process.
@@ -60,10 +61,13 @@ def image(docker_client: docker.DockerClient) -> str:
     return IMAGE
 
 
-def is_podman(client: docker.DockerClient) -> bool:
-    """Podman's Docker API: anonymous volumes carry no labels, archives no owners."""
-    components = client.version().get("Components") or []
-    return any("podman" in str(c.get("Name", "")).lower() for c in components)
+#: Every inner module's shared helpers (``import inner_helpers``): see that file.
+INNER_HELPERS = Path(__file__).with_name("inner_helpers.py")
+
+
+def copy_inner_helpers(directory: Path) -> None:
+    """Put ``inner_helpers.py`` beside the inner modules an inner run will collect."""
+    (directory / INNER_HELPERS.name).write_text(INNER_HELPERS.read_text())
 
 
 def leftovers(client: docker.DockerClient, run_id: str) -> list[str]:
@@ -119,6 +123,7 @@ def inner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> InnerPytest:
     monkeypatch.setenv("DOCKERVOL_IMAGE", image)
+    copy_inner_helpers(pytester.path)
     return InnerPytest(pytester, docker_client, image)
 
 
@@ -162,6 +167,7 @@ def killable_run(tmp_path: Path, source: str, image: str) -> Iterator[KillableRu
     ready = tmp_path / "ready"
     ready.mkdir()
     (tmp_path / "test_hold.py").write_text(source)
+    copy_inner_helpers(tmp_path)
     log = tmp_path / "log.txt"
     env = {**os.environ, "DOCKERVOL_IMAGE": image, "READY_DIR": str(ready), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:

@@ -15,23 +15,17 @@ import os
 import docker
 import pytest
 from pytest_dockervol import ClonesAliveError, VolumeRemovedError
+import inner_helpers
 
-IMAGE = os.environ["DOCKERVOL_IMAGE"]
 CLIENT = docker.from_env()
-IS_PODMAN = any(
-    "podman" in str(c.get("Name", "")).lower() for c in CLIENT.version().get("Components") or []
-)
+IS_PODMAN = inner_helpers.is_podman(CLIENT)
 COW = not IS_PODMAN and EXPECT_COW
 
 
 def sh(volume_factory, script, *volumes):
+    # inner_helpers.sh, each volume mounted at /0, /1...
     mounts = [v.mount(f"/{i}") for i, v in enumerate(volumes)]
-    container = volume_factory.run_container(IMAGE, ["sh", "-c", script], mounts=mounts,
-                                             network_mode="none")
-    assert container.wait()["StatusCode"] == 0, container.logs().decode()
-    output = container.logs().decode().strip()
-    container.remove()
-    return output
+    return inner_helpers.sh(volume_factory.run_container, script, *mounts, remove=True).strip()
 
 
 # Podman's archive copies give every file the helper's owner (root): only COW keeps them.

@@ -121,15 +121,9 @@ SUBPATH_COMMON = r"""
 import os
 import pytest
 from pytest_dockervol import DockervolUsageError, EngineVersionError
+from inner_helpers import IMAGE, sh
 
-IMAGE = os.environ["DOCKERVOL_IMAGE"]
 SEED = {"conf/app.ini": "x=1", "data/rows": "secret"}
-
-
-def sh(run_container, script, mount):
-    c = run_container(IMAGE, ["sh", "-c", script], mounts=[mount], network_mode="none")
-    assert c.wait(timeout=60)["StatusCode"] == 0, c.logs().decode()
-    return c.logs().decode()
 
 
 def test_the_path_is_checked_first_on_every_engine(named_volume):

@@ -14,13 +14,7 @@ import os, re, tarfile, io
 import pytest
 import docker
 from pytest_dockervol import SeedFile
-
-IMAGE = os.environ["DOCKERVOL_IMAGE"]
-
-def sh(run_container, script, **kwargs):
-    c = run_container(IMAGE, ["sh", "-c", script], **kwargs)
-    assert c.wait(timeout=60)["StatusCode"] == 0, c.logs().decode()
-    return c.logs().decode()
+from inner_helpers import sh
 
 def record(kind, name):
     with open(os.environ["RECORD"], "a") as f:
@@ -34,7 +28,7 @@ def test_named(named_volume, run_container):
     assert named_volume.files() == ["bin/blob", "init/01.sql"]
     out = sh(run_container, "cat /data/init/01.sql; echo; stat -c '%a %u' /data/init /data/init/01.sql; "
              "touch /data/x 2>/dev/null && echo WRITABLE || echo READONLY",
-             mounts=[named_volume.mount("/data", read_only=True)])
+             named_volume.mount("/data", read_only=True))
     assert out.splitlines() == ["create table t(x int);", "755 0", "644 0", "READONLY"]
 
 def test_named_volumes_dict_and_cli(named_volume, run_container):
@@ -52,14 +46,14 @@ def test_anonymous(anonymous_volume, run_container, dockervol_client, volume_fac
     else:
         assert "com.docker.volume.anonymous" in labels
     anonymous_volume.seed({"a.txt": "A"}, uid=999, gid=998, file_mode=0o600)
-    out = sh(run_container, "stat -c '%u %g %a' /m/a.txt", mounts=[anonymous_volume.mount("/m")])
+    out = sh(run_container, "stat -c '%u %g %a' /m/a.txt", anonymous_volume.mount("/m"))
     assert out.strip() == "999 998 600"
 
 def test_host(host_volume, run_container, tmp_path):
     record("host", host_volume.name)
     assert host_volume.path.is_relative_to(tmp_path)
     sh(run_container, "mkdir -p /logs/app && echo started > /logs/app/run.log",
-       mounts=[host_volume.mount("/logs")])
+       host_volume.mount("/logs"))
     assert (host_volume.path / "app" / "run.log").read_text() == "started\n"
     assert host_volume.files() == ["app/run.log"]
     assert host_volume.cli_spec("/logs") == f"{host_volume.path}:/logs:rw"

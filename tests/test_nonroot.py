@@ -16,7 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import INNER_RUN_IDS, leftovers
+from conftest import INNER_RUN_IDS, copy_inner_helpers, leftovers
 
 USER = "dockervol-nonroot"
 BASE = Path("/tmp/pytest-dockervol-nonroot")
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.skipif(
 INNER = r"""
 import os, pytest
 from pytest_dockervol import SeedSourceError
+from inner_helpers import IMAGE
 
-IMAGE = os.environ["DOCKERVOL_IMAGE"]
 SCRIPT = ("mkdir -p /h/a/b && echo x > /h/a/b/f && chmod 700 /h/a /h/a/b && "
           "mkdir /h/locked && echo y > /h/locked/g && chmod 500 /h/locked && echo z > /h/top")
 
@@ -116,6 +116,7 @@ def test_non_root_pytest_cleans_up_root_written_host_volumes(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     (work / "test_inner.py").write_text(INNER)
+    copy_inner_helpers(work)
     record = work / "record.txt"
     record.touch()
     os.chown(work, user.pw_uid, user.pw_gid)
