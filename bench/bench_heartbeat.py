@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import docker.errors
 
-from pytest_dockervol._engine.endpoint import connect_client
+from pytest_dockervol._engine.engine import Engine
 from pytest_dockervol._engine.labels import LABEL_RUN, RunIdentity
 from pytest_dockervol._runs.heartbeat import Heart, engine_now
 from pytest_dockervol._runs.reaper import reap_run
@@ -45,8 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=50)
     args = parser.parse_args()
-    client, where = connect_client(60)
-    api = client.api
+    engine = Engine.connect_unprobed(60)  # as the watchdog connects
+    where, api = engine.address, engine.api  # the floors: the SDK's own calls
     identity = RunIdentity(run_id=uuid.uuid4().hex, worker="main", name_prefix="bench")
     heart = Heart.of(identity, 60.0, "watchdog")
     floor_labels = identity.labels("named", "bench")  # not a beat: renewals leave it
@@ -59,7 +59,7 @@ def main() -> None:
     ratios: list[float] = []
     previous_floor: str | None = None
     try:
-        heart.beat(api, 0)
+        heart.beat(engine, 0)
         for n in range(1, args.reps + 1):
             name = f"bench-{identity.short_run}-floor-{n}"
 
@@ -72,8 +72,8 @@ def main() -> None:
 
             pair = {
                 "floor": lambda: floor(),
-                "renewal": lambda n=n: heart.beat(api, n, renew=True),
-                "engine clock": lambda: engine_now(api),
+                "renewal": lambda n=n: heart.beat(engine, n, renew=True),
+                "engine clock": lambda: engine_now(engine),
                 "docker info": lambda: api.info()["SystemTime"],
             }
             order = list(pair) if n % 2 else list(reversed(pair))
@@ -85,10 +85,10 @@ def main() -> None:
         if previous_floor is not None:
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_volume(previous_floor)
-        reap_run(api, identity.run_id)
+        reap_run(engine, identity.run_id)
         left = api.volumes(filters={"label": f"{LABEL_RUN}={identity.run_id}"})["Volumes"]
         assert not left, f"left behind: {left}"
-        client.close()
+        engine.close()
     print(f"engine: {where}; {args.reps} repetitions, orders alternated")
     print()
     print("| step | median ms | min | max |")

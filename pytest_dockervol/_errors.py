@@ -63,6 +63,40 @@ class DockervolError(Exception):
         Exception.__init__(self, *(getattr(self, field.name) for field in fields))
 
 
+class DockervolUsageError(DockervolError, ValueError):
+    """Family: an argument, option or name the plugin cannot use; the message names the
+    fix. Nothing was created."""
+
+
+class EngineError(DockervolError, RuntimeError):
+    """Family: the Docker engine cannot be reached, refused what was asked, or cannot do
+    it (too old, remote, an image missing)."""
+
+
+class SeedError(DockervolError, RuntimeError):
+    """Family: a seed cannot be used (nothing was written) or writing it failed."""
+
+
+class VolumeError(DockervolError, RuntimeError):
+    """Family: a volume cannot be created, read, copied or changed as asked."""
+
+
+class CacheError(DockervolError, RuntimeError):
+    """Family: a golden-cache entry cannot be built or used."""
+
+
+@dataclass(eq=False)
+class CleanupError(DockervolError, RuntimeError):
+    """Family (and its one member): something the plugin created could not be removed."""
+
+    what: str
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"could not remove {self.what} {self.name}: {one_line(self.reason)}"
+
+
 #: The longest volume name accepted: Linux's longest file name (the local driver makes
 #: ``/var/lib/docker/volumes/<name>``).
 MAX_VOLUME_NAME = 255
@@ -85,7 +119,7 @@ def check_ispytest(ispytest: bool) -> None:
 
 
 @dataclass(eq=False)
-class EngineUnavailableError(DockervolError):
+class EngineUnavailableError(EngineError, ConnectionError):
     """No Docker engine answered where DOCKER_HOST, the Docker CLI context or the default
     points (``address`` names both the address and what chose it)."""
 
@@ -107,12 +141,8 @@ class DockerContextError(EngineUnavailableError):
         return f"{self.address} {self.reason}; {self.fix}"
 
 
-class SeedError(DockervolError):
-    """A seed source cannot be used; nothing was written."""
-
-
 @dataclass(eq=False)
-class SeedPathError(SeedError):
+class SeedPathError(SeedError, ValueError):
     """A path in a seed would land outside the volume or is not a valid file name."""
 
     path: str
@@ -123,12 +153,12 @@ class SeedPathError(SeedError):
         return f"path {short_repr(self.path)} {self.why}; {self.fix}"
 
 
-class SeedSourceError(SeedError):
+class SeedSourceError(SeedError, ValueError):
     """The seed source itself is missing, unreadable or of an unsupported kind."""
 
 
 @dataclass(eq=False)
-class VolumeNameError(DockervolError, ValueError):
+class VolumeNameError(DockervolUsageError):
     """A volume name Docker would reject."""
 
     name: str
@@ -142,7 +172,7 @@ class VolumeNameError(DockervolError, ValueError):
 
 
 @dataclass(eq=False)
-class VolumeExistsError(DockervolError):
+class VolumeExistsError(VolumeError):
     """A volume of the requested name exists and was not created by this run."""
 
     name: str
@@ -162,7 +192,7 @@ class VolumeExistsError(DockervolError):
 
 
 @dataclass(eq=False)
-class VolumeRemovedError(DockervolError):
+class VolumeRemovedError(VolumeError):
     """The volume object was used after `.remove()`."""
 
     name: str
@@ -172,7 +202,7 @@ class VolumeRemovedError(DockervolError):
 
 
 @dataclass(eq=False)
-class VolumeReadError(DockervolError, FileNotFoundError):
+class VolumeReadError(VolumeError, FileNotFoundError):
     """A path read back from a volume does not exist or is not a regular file."""
 
     volume: str
@@ -184,7 +214,7 @@ class VolumeReadError(DockervolError, FileNotFoundError):
 
 
 @dataclass(eq=False)
-class ImageNotFoundLocallyError(DockervolError):
+class ImageNotFoundLocallyError(EngineError, LookupError):
     """The image for a test container is not on the engine; the plugin never pulls."""
 
     image: str
@@ -197,7 +227,7 @@ class ImageNotFoundLocallyError(DockervolError):
 
 
 @dataclass(eq=False)
-class LabelError(DockervolError, ValueError):
+class LabelError(DockervolUsageError):
     """A label the plugin cannot accept."""
 
     label: str
@@ -208,7 +238,7 @@ class LabelError(DockervolError, ValueError):
 
 
 @dataclass(eq=False)
-class HostPathError(DockervolError):
+class HostPathError(DockervolUsageError):
     """A host directory to bind does not exist or is not a directory."""
 
     path: str
@@ -221,39 +251,8 @@ class HostPathError(DockervolError):
         )
 
 
-class DockervolUsageError(DockervolError, ValueError):
-    """An argument the plugin cannot use; the message names the fix."""
-
-
 @dataclass(eq=False)
-class CleanupError(DockervolError):
-    """Something the plugin created could not be removed."""
-
-    what: str
-    name: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"could not remove {self.what} {self.name}: {one_line(self.reason)}"
-
-
-@dataclass(eq=False)
-class SharedSeedError(DockervolError):
-    """Seeding a run-wide shared volume failed; every worker asking for it gets this error."""
-
-    key: str
-    cause: str
-    where: str
-
-    def __str__(self) -> str:
-        return (
-            f"shared volume {self.key!r} could not be seeded ({self.cause}, first raised in "
-            f"{self.where}); fix the seed: the run does not retry it"
-        )
-
-
-@dataclass(eq=False)
-class VolumeInUseError(DockervolError):
+class VolumeInUseError(VolumeError):
     """A volume cannot be copied or restored while other containers use it."""
 
     volume: str
@@ -266,7 +265,7 @@ class VolumeInUseError(DockervolError):
 
 
 @dataclass(eq=False)
-class SeedWriteError(DockervolError):
+class SeedWriteError(SeedError):
     """Writing a checked seed into a volume failed part-way (full disk, a racing container,
     an engine error); the volume may hold part of the seed."""
 
@@ -283,7 +282,7 @@ class SeedWriteError(DockervolError):
 
 
 @dataclass(eq=False)
-class VolumeCopyError(DockervolError):
+class VolumeCopyError(VolumeError):
     """Copying a volume's files (clone, snapshot, restore) failed."""
 
     source: str
@@ -300,7 +299,7 @@ class VolumeCopyError(DockervolError):
 
 
 @dataclass(eq=False)
-class EngineRefusedError(DockervolError):
+class EngineRefusedError(EngineError):
     """The engine answered with an error to something the plugin asked."""
 
     action: str
@@ -313,10 +312,9 @@ class EngineRefusedError(DockervolError):
 
 
 @dataclass(eq=False)
-class EngineVersionError(DockervolError):
-    """A feature the engine is too old for: refused before anything is asked of it, because
-    an older engine ignores what it does not know (a subpath mount would mount the whole
-    volume) instead of refusing it."""
+class EngineFeatureError(EngineError):
+    """Something this engine cannot do: refused before anything is asked of it, because
+    the engine would ignore what it does not support instead of refusing it."""
 
     feature: str
     needed: str
@@ -327,8 +325,13 @@ class EngineVersionError(DockervolError):
         return f"{self.feature} need {self.needed}; this engine is {self.engine}; {self.fix}"
 
 
+class EngineVersionError(EngineFeatureError):
+    """A feature the engine is too old for (a subpath mount on API 1.44 or older would
+    mount the whole volume)."""
+
+
 @dataclass(eq=False)
-class RemoteEngineError(DockervolError):
+class RemoteEngineError(EngineError):
     """Host volumes bind host paths; a remote engine cannot see this machine's files."""
 
     address: str
@@ -342,7 +345,7 @@ class RemoteEngineError(DockervolError):
 
 
 @dataclass(eq=False)
-class ClonesAliveError(DockervolError):
+class ClonesAliveError(VolumeError):
     """A volume read by live copy-on-write clones as their lower layer cannot change."""
 
     volume: str
@@ -358,15 +361,39 @@ class ClonesAliveError(DockervolError):
 
 
 @dataclass(eq=False)
-class CacheBuildError(DockervolError):
-    """Building a golden-cache entry failed (in this process or in another of the run)."""
+class BuiltOnceError:
+    """What a build made once per run (a shared volume, a cache entry) says when it failed:
+    the process that built it wrote the cause, and every process asking raises it too."""
 
     key: str
-    error: str
+    cause: str
+    #: Which process failed first ("this process", "another process of this run (gw1)").
     where: str
+
+
+@dataclass(eq=False)
+class SharedSeedError(BuiltOnceError, SeedError):
+    """Seeding a run-wide shared volume failed; every worker asking for it gets this error."""
 
     def __str__(self) -> str:
         return (
-            f"golden cache entry {self.key!r} could not be built ({self.where}): {self.error}; "
-            "fix the seed: a failed build is never used, and the next run builds it again"
+            f"shared volume {self.key!r} could not be seeded ({one_line(self.cause)}, first "
+            f"raised in {self.where}); fix the seed: the run does not retry it"
+        )
+
+
+@dataclass(eq=False)
+class CacheBuildError(BuiltOnceError, CacheError):
+    """Building a golden-cache entry failed (in this process or in another of the run)."""
+
+    @property
+    def error(self) -> str:
+        """The cause, under the name this field had at first (kept for user code)."""
+        return self.cause
+
+    def __str__(self) -> str:
+        return (
+            f"golden cache entry {self.key!r} could not be built ({self.where}): "
+            f"{one_line(self.cause)}; fix the seed: a failed build is never used, and the "
+            "next run builds it again"
         )

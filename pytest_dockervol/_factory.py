@@ -13,21 +13,20 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, final
+from typing import Any, TypeVar, final
 
-import docker
 import pytest
-from docker.models.containers import Container
 
 from ._cache.cached import CachedVolume, cached_volume
 from ._cache.shared import SharedVolume, shared_volume
 from ._cache.store import evict_unused
-from ._engine.engine import ENGINE_ERRORS, Engine, engine_error_reason
+from ._engine.engine import ENGINE_ERRORS, Container, DockerClient, Engine, engine_error_reason
 from ._engine.labels import RunIdentity, check_user_labels, check_volume_name
 from ._errors import (
     CleanupError,
     DockervolCleanupWarning,
     DockervolError,
+    DockervolUsageError,
     HostPathError,
     RemoteEngineError,
     check_ispytest,
@@ -38,10 +37,13 @@ from ._volumes.anonymous import AnonymousVolume
 from ._volumes.base import SeedSource, Volume, adopt, prepare_seed
 from ._volumes.containers import ContainerRunner
 from ._volumes.cow import CopyOnWrite
+from ._volumes.direct import DIRECT_WRITES
 from ._volumes.docker import DockerVolume, NamedVolume, Snapshot
 from ._volumes.helper import refuse_tmpfs_seed
 from ._volumes.host import HostVolume
 from ._volumes.owner import Removable
+
+DockerVolumeT = TypeVar("DockerVolumeT", bound=DockerVolume)
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -140,7 +142,7 @@ class VolumeFactory:
             self._engine = engine
             self._stack.callback(engine.close)
             if not self.settings.direct:
-                engine.direct_verified = False
+                engine.verdict(DIRECT_WRITES, lambda: False)  # --dockervol-direct=never: no probe
             if self._reap_on_connect:
                 self._sweep_leftovers(engine)
         return self._engine
@@ -150,7 +152,7 @@ class VolumeFactory:
         run's first process) golden-cache entries unused for too long."""
         try:
             reaped = reap_dead_runs(
-                engine.api,
+                engine,
                 self.identity,
                 max_age=self.settings.reap_after_hours * 3600,
                 heartbeat_timeout=self.settings.heartbeat_timeout,
@@ -176,7 +178,7 @@ class VolumeFactory:
         return self._engine is not None
 
     @property
-    def client(self) -> docker.DockerClient:
+    def client(self) -> DockerClient:
         return self.engine.client
 
     @property
@@ -213,22 +215,21 @@ class VolumeFactory:
         driver_opts: dict[str, str] | None = None,
         seed: SeedSource | None = None,
     ) -> NamedVolume:
-        """A new named volume; ``name`` must not exist yet (a generated one never does)."""
+        """A new named volume; ``name`` must not exist yet (a generated one never does).
+
+        Raises:
+            VolumeNameError, LabelError, DockervolUsageError: a bad name, label or option.
+            SeedError: a bad seed (nothing is created), or writing it failed (nothing is
+                left).
+            VolumeExistsError: ``name`` exists already.
+            EngineRefusedError: the engine refused the driver or its options.
+        """
         __tracebackhide__ = True
         if name is not None:
             check_volume_name(name)
-        user_labels = check_user_labels(labels)
-        refuse_tmpfs_seed(driver, driver_opts, seed)
-        prepared = prepare_seed(seed)
-        volume = NamedVolume.create(
-            self,
-            name or self.next_name(),
-            kind="named",
-            labels=user_labels,
-            driver=driver,
-            driver_opts=driver_opts,
+        return self._docker_volume(
+            NamedVolume, name or self.next_name(), labels, driver, driver_opts, seed
         )
-        return adopt(self, volume, prepared)
 
     def anonymous(
         self,
@@ -238,19 +239,46 @@ class VolumeFactory:
         driver_opts: dict[str, str] | None = None,
         seed: SeedSource | None = None,
     ) -> AnonymousVolume:
-        """A new anonymous volume (Docker picks its 64-hex name)."""
+        """A new anonymous volume (Docker picks its 64-hex name).
+
+        Raises:
+            LabelError, DockervolUsageError: a bad label or option.
+            SeedError: a bad seed (nothing is created), or writing it failed (nothing is
+                left).
+            EngineFeatureError: a driver, driver_opts or labels on Podman, which ignores them.
+            EngineRefusedError: the engine refused the driver or its options.
+        """
+        __tracebackhide__ = True
+        return self._docker_volume(AnonymousVolume, None, labels, driver, driver_opts, seed)
+
+    def _docker_volume(
+        self,
+        kind: type[DockerVolumeT],
+        name: str | None,
+        labels: dict[str, str] | None,
+        driver: str | None,
+        driver_opts: dict[str, str] | None,
+        seed: SeedSource | None,
+    ) -> DockerVolumeT:
+        """Everything is checked before the volume exists; its removal is registered
+        before it is seeded."""
         __tracebackhide__ = True
         user_labels = check_user_labels(labels)
         refuse_tmpfs_seed(driver, driver_opts, seed)
         prepared = prepare_seed(seed)
-        volume = AnonymousVolume.create(
-            self, labels=user_labels, driver=driver, driver_opts=driver_opts
+        volume = kind.create(
+            self, name, kind=kind.kind, labels=user_labels, driver=driver, driver_opts=driver_opts
         )
         return adopt(self, volume, prepared)
 
     def shared(self, key: str, *, seed: SeedSource | None = None) -> SharedVolume:
         """The run's volume for ``key``: created and seeded exactly once per test run however
-        many xdist workers ask, never seen half-seeded, removed when the whole run ends."""
+        many xdist workers ask, never seen half-seeded, removed when the whole run ends.
+
+        Raises:
+            DockervolUsageError: ``key`` is not a non-empty string.
+            SharedSeedError: creating or seeding it failed, in this process or another of the run.
+        """
         __tracebackhide__ = True
         return shared_volume(self, key, seed)
 
@@ -264,7 +292,14 @@ class VolumeFactory:
     ) -> CachedVolume:
         """A golden volume built once and reused by later runs until ``key``, ``version``,
         the seed's content or the files under ``inputs`` change. Immutable: clone it.
-        Within a run it is built once, whatever the number of xdist workers."""
+        Within a run it is built once, whatever the number of xdist workers.
+
+        Raises:
+            DockervolUsageError: a bad key (empty, over 200 characters, a control character),
+                version or input (not a path, or unreadable).
+            SeedError: a bad seed (nothing is created).
+            CacheBuildError: building it failed, in this process or another of the run.
+        """
         __tracebackhide__ = True
         return cached_volume(self, key, seed, inputs, version, self.settings.cache)
 
@@ -277,15 +312,39 @@ class VolumeFactory:
         allow_running: bool = False,
     ) -> NamedVolume:
         """A new volume with the files of ``source`` (a volume or a snapshot), removed like
-        any other: ``db = volume_factory.clone_of(golden)`` gives each test its own copy."""
+        any other: ``db = volume_factory.clone_of(golden)`` gives each test its own copy.
+
+        Raises:
+            DockervolUsageError: ``source`` is not a Docker volume or snapshot, or a bad name.
+            LabelError: a label the plugin cannot accept.
+            VolumeInUseError: a running container uses ``source`` (and not ``allow_running``).
+            VolumeRemovedError: ``source`` was removed.
+            VolumeCopyError: copying failed (nothing is left).
+        """
         __tracebackhide__ = True
         if isinstance(source, Snapshot):
             return source.clone(name=name, labels=labels)
+        if not isinstance(source, DockerVolume):
+            fix = (
+                "to copy a host directory, seed a named volume from it: "
+                "volume_factory.named(seed=host_volume.path)"
+                if isinstance(source, HostVolume)
+                else "pass a volume or a snapshot made by volume_factory"
+            )
+            raise DockervolUsageError(
+                f"clone_of() copies a Docker volume or a snapshot, not {source!r}; {fix}"
+            )
         return source.clone(name=name, labels=labels, allow_running=allow_running)
 
     def host(self, path: str | Path | None = None, *, seed: SeedSource | None = None) -> HostVolume:
         """A host directory to bind: a fresh one under the session's temporary directory, or
-        ``path``, an existing directory that cleanup never modifies or deletes."""
+        ``path``, an existing directory that cleanup never modifies or deletes.
+
+        Raises:
+            HostPathError: ``path`` does not exist or is not a directory.
+            RemoteEngineError: the engine runs on another machine and cannot bind this one's paths.
+            SeedError: a bad seed, or writing it failed.
+        """
         __tracebackhide__ = True
         prepared = prepare_seed(seed)
         self._check_host_volumes_possible()
@@ -303,7 +362,12 @@ class VolumeFactory:
 
     def host_at(self, directory: str | Path) -> HostVolume:
         """A host volume in a new directory ``directory`` (it must not exist yet, its parent
-        must), deleted at removal like any the plugin made: ``host_volume`` uses it."""
+        must), deleted at removal like any the plugin made: ``host_volume`` uses it.
+
+        Raises:
+            HostPathError: ``directory`` exists already, or its parent does not.
+            RemoteEngineError: the engine runs on another machine and cannot bind this one's paths.
+        """
         __tracebackhide__ = True
         self._check_host_volumes_possible()
         path = Path(directory)
@@ -335,7 +399,12 @@ class VolumeFactory:
     def run_container(
         self, image: str, command: str | list[str] | None = None, **kwargs: Any
     ) -> Container:
-        """Start a container removed (with its anonymous volumes) when the session ends."""
+        """Start a container removed (with its anonymous volumes) when the session ends.
+
+        Raises:
+            ImageNotFoundLocallyError: the image is not on the engine (the plugin never pulls).
+            EngineRefusedError: the engine refused to create or start the container.
+        """
         __tracebackhide__ = True
         return self._session_runner(image, command, **kwargs)
 

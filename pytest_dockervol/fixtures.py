@@ -7,12 +7,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-import docker
-import docker.errors
 import pytest
-import requests.exceptions
 
-from ._engine.engine import describe_address, engine_error_reason, short_reason
+from ._engine.engine import (
+    DockerClient,
+    EngineAPIError,
+    EngineRequestError,
+    describe_address,
+    engine_error_reason,
+    short_reason,
+)
 from ._errors import DockervolError
 from ._factory import VolumeFactory
 from ._state import factory_key
@@ -33,10 +37,10 @@ def _one_line_errors() -> Iterator[None]:
         yield
     except DockervolError as exc:
         raise pytest.fail.Exception(str(exc), pytrace=False) from None
-    except docker.errors.APIError as exc:
+    except EngineAPIError as exc:
         message = f"the Docker engine refused: {engine_error_reason(exc)}"
         raise pytest.fail.Exception(message, pytrace=False) from None
-    except requests.exceptions.RequestException as exc:
+    except EngineRequestError as exc:
         message = (
             f"the Docker engine at {describe_address()} did not answer ({short_reason(exc)}); "
             "check that it is running, or raise --dockervol-timeout if it is just slow"
@@ -55,7 +59,7 @@ def volume_factory(
 
 
 @pytest.fixture(scope="session")
-def dockervol_client(volume_factory: VolumeFactory) -> docker.DockerClient:
+def dockervol_client(volume_factory: VolumeFactory) -> DockerClient:
     """The Docker SDK client the plugin uses (from the environment, like the docker CLI)."""
     with _one_line_errors():
         return volume_factory.client

@@ -76,7 +76,7 @@ def _first_beat(factory: VolumeFactory) -> None:
     """Each process beats once as it first creates something: the run has a heartbeat on
     the engine before its first resource, without waiting for the watchdog's renewals."""
     heart = Heart.of(factory.identity, factory.settings.heartbeat_timeout)
-    heart.beat(factory.engine.api, 0)
+    heart.beat(factory.engine, 0)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -152,7 +152,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def _sweep(factory: VolumeFactory, failure: str, *, worker: str | None = None) -> ReapResult:
     """Remove what is still labelled with this run (of one worker); report, never raise."""
     try:
-        result = reap_run(factory.engine.api, factory.identity.run_id, worker=worker)
+        result = reap_run(factory.engine, factory.identity.run_id, worker=worker)
     except ENGINE_ERRORS as exc:
         factory.problems[failure] = f"pytest-dockervol: {failure}: {engine_error_reason(exc)}"
         return ReapResult()
@@ -167,10 +167,10 @@ def _release_kept(factory: VolumeFactory) -> None:
     run_id = factory.identity.run_id
     try:
         heart = Heart.of(factory.identity, factory.settings.heartbeat_timeout, "run")
-        heart.leave_kept_marker(factory.engine.api)
-        kept, failed = release_kept(factory.engine.api, run_id)
+        heart.leave_kept_marker(factory.engine)
+        kept, failed = release_kept(factory.engine, run_id)
         if not without_bookkeeping(kept):
-            reap_run(factory.engine.api, run_id)  # nothing is kept but the marker itself
+            reap_run(factory.engine, run_id)  # nothing is kept but the marker itself
             kept = []
     except ENGINE_ERRORS as exc:
         failure = f"could not list what run {run_id} kept"

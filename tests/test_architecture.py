@@ -228,3 +228,19 @@ def test_errors_form_at_most_six_families_on_builtin_bases() -> None:
         assert builtin, f"{family.__name__} has no builtin base (ValueError, RuntimeError...)"
     leaves = [error for error in _exported_errors() if error is not root]
     assert all(any(issubclass(e, f) for f in families) for e in leaves)
+
+
+def test_tests_import_no_private_name() -> None:
+    """Tests may import a private module (a unit test the module it tests; an engine test
+    the labels, state directory and lease it checks), never a ``_private`` name in it:
+    those are the module's own, and free to change."""
+    tests = Path(__file__).parent
+    reached = [
+        f"{path.name}:{node.lineno}: {alias.name} from {node.module}"
+        for path in sorted(tests.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pytest_dockervol")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert reached == []

@@ -10,7 +10,9 @@ through the outer session's own fixtures.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -20,7 +22,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from conftest import is_podman
+from conftest import InnerPytest, is_podman
 from tarfiles import member, parse, write_tar
 
 from pytest_dockervol import (
@@ -34,10 +36,11 @@ from pytest_dockervol import (
     VolumeFactory,
     VolumeNameError,
 )
+from pytest_dockervol._cache.key import check_cache_key
 from pytest_dockervol._engine.engine import engine_error_reason
 from pytest_dockervol._engine.labels import LABEL_RUN, check_volume_name
 from pytest_dockervol._errors import REMOVED_STATE, one_line
-from pytest_dockervol._seeding.sources import build_seed_plan, check_relative_path
+from pytest_dockervol._seeding.sources import SeedOptions, build_seed_plan, check_relative_path
 
 MiB = 1 << 20
 
@@ -96,12 +99,12 @@ def test_names_and_paths_at_the_limits_are_accepted(path: str) -> None:
 
 def test_dest_counts_towards_the_path_limit() -> None:
     inner = path_of(3799)  # fine alone
-    build_seed_plan({inner: "x"}, dest="e" * 200)  # 4,000 bytes with dest
+    build_seed_plan({inner: "x"}, SeedOptions(dest="e" * 200))  # 4,000 bytes with dest
     with pytest.raises(SeedPathError, match=r"is 4,002 bytes long with dest='eee") as info:
-        build_seed_plan({inner: "x"}, dest="e" * 202)
+        build_seed_plan({inner: "x"}, SeedOptions(dest="e" * 202))
     one_short_line(info.value)
     with pytest.raises(SeedPathError, match="has a 300-byte name"):
-        build_seed_plan({"f": "x"}, dest="x" * 300)
+        build_seed_plan({"f": "x"}, SeedOptions(dest="x" * 300))
 
 
 def test_archive_members_and_links_are_checked(tmp_path: Path) -> None:
@@ -350,3 +353,77 @@ def test_a_long_engine_message_keeps_its_start_and_its_cause() -> None:
     assert len(line) <= 200
     assert line.startswith("error during bulk transfer")
     assert line.endswith("open /v/d/x: no such file")
+
+
+# -- what a new user tried: each a one-line error that names the fix, nothing left ---------
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("k" * 201, "is 201 characters long; use at most 200"),
+        ("a\nb", "holds the control character '\\n'"),
+        ("a\0b", "holds the control character '\\x00'"),
+        ("", "must be a non-empty string"),
+    ],
+    ids=["201-characters", "newline", "nul", "empty"],
+)
+def test_a_cache_key_that_ls_and_rm_could_not_show_is_refused(key: str, why: str) -> None:
+    with pytest.raises(DockervolUsageError, match=re.escape(why)) as info:
+        check_cache_key(key)
+    one_short_line(info.value)
+    assert check_cache_key("k" * 200) == "k" * 200
+
+
+def test_raw_errors_a_new_user_met_are_one_line_and_leave_nothing(inner: InnerPytest) -> None:
+    inner.pytester.makepyfile(
+        """
+        import pytest
+        from pytest_dockervol import DockervolUsageError
+
+        def one_line(info):
+            text = str(info.value)
+            assert "\\n" not in text and len(text) < 400, text
+            return text
+
+        def test_clone_of_a_host_volume(volume_factory):
+            host = volume_factory.host(seed={"a": "x"})
+            with pytest.raises(DockervolUsageError) as info:
+                volume_factory.clone_of(host)
+            assert "volume_factory.named(seed=host_volume.path)" in one_line(info)
+
+        def test_clone_of_something_else(volume_factory):
+            with pytest.raises(DockervolUsageError, match="a volume or a snapshot made by"):
+                volume_factory.clone_of("pdv-some-name")
+
+        @pytest.mark.parametrize("inputs", [[123], [b"bytes"], ["ok", None]])
+        def test_cache_inputs_that_are_no_paths(volume_factory, inputs, tmp_path):
+            (tmp_path / "ok").write_text("x")
+            with pytest.raises(DockervolUsageError, match="inputs are paths") as info:
+                volume_factory.cached("key", seed={"a": "x"}, inputs=inputs)
+            one_line(info)
+
+        @pytest.mark.parametrize("key", ["k" * 300, "two\\nlines", "nul\\0"])
+        def test_cache_keys_ls_and_rm_could_not_show(volume_factory, key):
+            with pytest.raises(DockervolUsageError, match="cache key") as info:
+                volume_factory.cached(key, seed={"a": "x"})
+            one_line(info)
+
+        def test_a_200_character_key_is_listed_whole(volume_factory, dockervol_client):
+            volume = volume_factory.cached("k" * 200, seed={"a": "x"})
+            labels = dockervol_client.volumes.get(volume.name).attrs["Labels"]
+            assert labels["pytest-dockervol.cache-name"] == "k" * 200
+        """
+    )
+    run = inner.run("--dockervol-cache=off")
+    run.result.assert_outcomes(passed=9)
+    assert run.leftovers() == []
+
+
+def test_the_command_help_is_plain_text() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_dockervol", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "List and remove what earlier test runs left" in result.stdout
+    assert "``" not in result.stdout

@@ -16,6 +16,7 @@ from loopback import LoopbackProxy
 from othermachine import HOSTNAME, other_machine
 from sshengine import SshEngine
 
+from pytest_dockervol._engine.engine import Engine
 from pytest_dockervol._engine.labels import LABEL_HOST, LABEL_KIND, LABEL_RUN, RunIdentity
 from pytest_dockervol._runs.heartbeat import Heart, engine_now, parse_engine_time
 from pytest_dockervol._runs.lease import forget_run_state
@@ -59,6 +60,12 @@ def test_alive(named_volume, anonymous_volume):
 """
 
 
+def engine_of(client: docker.DockerClient) -> Engine:
+    """The plugin's Engine over one of the tests' clients (its version unasked, as the
+    watchdog's is): what the heartbeat's functions take."""
+    return Engine(client, str(client.api.base_url), {})
+
+
 def beats(client: docker.DockerClient, run_id: str) -> dict[str, str]:
     """The run's heartbeat volumes: name -> CreatedAt (the engine's clock)."""
     found = client.api.volumes(filters={"label": f"{LABEL_RUN}={run_id}"})["Volumes"] or []
@@ -73,7 +80,7 @@ def silence(client: docker.DockerClient, run_id: str) -> float:
     """Seconds since the run's newest beat, by the engine's clock."""
     stamps = beats(client, run_id).values()
     assert stamps, f"run {run_id} has no heartbeat"
-    return engine_now(client.api) - max(parse_engine_time(s) for s in stamps)
+    return engine_now(engine_of(client)) - max(parse_engine_time(s) for s in stamps)
 
 
 def listed_rows(listing: str, run_id: str) -> list[str]:
@@ -288,14 +295,14 @@ def test_the_engine_clock_is_the_same_through_every_transport(
         latencies.append(after - before)
         offsets[transport] = reading - ((before + after) / 2 - start)
 
-    read("unix", lambda: engine_now(docker_client.api))
+    read("unix", lambda: engine_now(engine_of(docker_client)))
     tcp = docker.DockerClient(base_url=f"tcp://127.0.0.1:{tcp_proxy.port}", timeout=30)
-    read("tcp", lambda: engine_now(tcp.api))
+    read("tcp", lambda: engine_now(engine_of(tcp)))
     tcp.close()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", ssh_engine.env()["PATH"])
         ssh = docker.DockerClient(base_url=ssh_engine.address, use_ssh_client=True, timeout=30)
-        read("ssh", lambda: engine_now(ssh.api))
+        read("ssh", lambda: engine_now(engine_of(ssh)))
         ssh.close()
     read("SystemTime", lambda: parse_engine_time(docker_client.info()["SystemTime"]))
     # Stamped to the second (the Date header), read somewhere within each round trip.
@@ -307,7 +314,7 @@ def test_ls_tells_a_run_with_nothing_but_its_heartbeat(docker_client: docker.Doc
     shows the run, judged by its heartbeat, and says it holds nothing yet."""
     me = RunIdentity.new()
     try:
-        assert Heart.of(me, TIMEOUT).beat(docker_client.api, 0) is not None
+        assert Heart.of(me, TIMEOUT).beat(engine_of(docker_client), 0) is not None
         listing = cli("ls").stdout
         assert f"run {me.run_id}  host {me.host}  running: on this machine, its heartbeat is " in (
             listing

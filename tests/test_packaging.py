@@ -60,3 +60,14 @@ def test_python_classifiers_cover_what_requires_python_allows() -> None:
     assert listed == ["3.9", "3.10", "3.11", "3.12", "3.13"]
     assert all(version in allowed for version in listed)
     assert "3.8" not in allowed
+
+
+def test_every_subpackage_is_shipped() -> None:
+    """setuptools ships only the packages it is told: a new subpackage left out of the
+    list works from a checkout and is missing from the wheel."""
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "pytest_dockervol").rglob("__init__.py")
+    }
+    assert sorted(listed) == sorted(found)

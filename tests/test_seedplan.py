@@ -14,7 +14,7 @@ import pytest
 from tarfiles import MiB, by_name, make_tree, member, needs_non_root, parse, write_tar
 
 from pytest_dockervol import SeedSourceError, SeedWriteError
-from pytest_dockervol._seeding.sources import build_seed_plan
+from pytest_dockervol._seeding.sources import SeedOptions, build_seed_plan
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_host_file_removed_before_streaming(tmp_path: Path) -> None:
 def test_write_to_round_trip(tmp_path: Path, tree: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    build_seed_plan(tree, dest="seeded").write_to(out)
+    build_seed_plan(tree, SeedOptions(dest="seeded")).write_to(out)
     root = out / "seeded"
     assert (root / "sub" / "data.txt").read_text() == "data"
     assert (root / "hard").read_text() == "data"
@@ -139,7 +139,7 @@ def test_write_to_read_only_dirs_get_children_first(
         real_fchmod(fd, mode)
 
     monkeypatch.setattr(os, "fchmod", fchmod)
-    plan = build_seed_plan({"ro/sub/f": "x", "ro/g": "y"}, dir_mode=0o555)
+    plan = build_seed_plan({"ro/sub/f": "x", "ro/g": "y"}, SeedOptions(dir_mode=0o555))
     plan.write_to(tmp_path)
     monkeypatch.undo()
     assert (tmp_path / "ro" / "sub" / "f").read_text() == "x"
@@ -151,7 +151,7 @@ def test_write_to_read_only_dirs_get_children_first(
     )
     assert order.index(str(tmp_path / "ro" / "sub")) < order.index(str(tmp_path / "ro"))
     # seeding again into the now read-only tree still works and updates content
-    build_seed_plan({"ro/sub/f": "new"}, dir_mode=0o555).write_to(tmp_path)
+    build_seed_plan({"ro/sub/f": "new"}, SeedOptions(dir_mode=0o555)).write_to(tmp_path)
     assert (tmp_path / "ro" / "sub" / "f").read_text() == "new"
     for d in (tmp_path / "ro" / "sub", tmp_path / "ro"):
         d.chmod(0o755)
@@ -221,7 +221,9 @@ def test_write_to_archive_owners(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root may give files to another user")
 def test_write_to_explicit_owner_as_root(tmp_path: Path) -> None:
-    build_seed_plan({"d/f": "x"}, uid=1234, gid=5678, file_mode=0o4755).write_to(tmp_path)
+    build_seed_plan({"d/f": "x"}, SeedOptions(uid=1234, gid=5678, file_mode=0o4755)).write_to(
+        tmp_path
+    )
     for path in (tmp_path / "d", tmp_path / "d" / "f"):
         st = path.stat()
         assert (st.st_uid, st.st_gid) == (1234, 5678)
@@ -231,7 +233,7 @@ def test_write_to_explicit_owner_as_root(tmp_path: Path) -> None:
 @needs_non_root
 def test_write_to_explicit_owner_refused_without_root(tmp_path: Path) -> None:
     with pytest.raises(SeedSourceError, match=r"uid=0 .*only set ownership when pytest runs"):
-        build_seed_plan({"f": "x"}, uid=0, gid=0).write_to(tmp_path)
+        build_seed_plan({"f": "x"}, SeedOptions(uid=0, gid=0)).write_to(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -244,11 +246,13 @@ def test_write_to_owner_refusal_logic_when_not_root(
     monkeypatch.setattr(os, "getegid", lambda: fake_gid)
     monkeypatch.setattr(os, "getgroups", lambda: [fake_gid])
     with pytest.raises(SeedSourceError, match=r"gid=0: host volumes can only set ownership"):
-        build_seed_plan({"d/f": "x"}, gid=0).write_to(tmp_path)
+        build_seed_plan({"d/f": "x"}, SeedOptions(gid=0)).write_to(tmp_path)
     with pytest.raises(SeedSourceError, match=r"uid=0 gid=\d+: host volumes"):
-        build_seed_plan({"d/f": "x"}, uid=0, gid=fake_gid).write_to(tmp_path)
+        build_seed_plan({"d/f": "x"}, SeedOptions(uid=0, gid=fake_gid)).write_to(tmp_path)
     assert list(tmp_path.iterdir()) == []
-    build_seed_plan({"d/f": "x"}, uid=fake_uid, gid=fake_gid).write_to(tmp_path)  # one's own
+    build_seed_plan({"d/f": "x"}, SeedOptions(uid=fake_uid, gid=fake_gid)).write_to(
+        tmp_path
+    )  # one's own
     assert (tmp_path / "d" / "f").stat().st_uid == fake_uid
 
 

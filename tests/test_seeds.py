@@ -14,7 +14,7 @@ import pytest
 from tarfiles import Member, by_name, make_tree, member, needs_non_root, parse, write_tar
 
 from pytest_dockervol import SeedFile, SeedPathError, SeedSourceError
-from pytest_dockervol._seeding.sources import build_seed_plan, check_relative_path
+from pytest_dockervol._seeding.sources import SeedOptions, build_seed_plan, check_relative_path
 
 
 @pytest.fixture
@@ -98,10 +98,12 @@ def test_mapping_each_parent_emitted_once_before_children() -> None:
 def test_mapping_overrides_and_per_file_mode() -> None:
     plan = build_seed_plan(
         {"d/plain": "p", "d/tool": SeedFile("#!/bin/sh\n", mode=0o755)},
-        uid=1000,
-        gid=2000,
-        file_mode=0o600,
-        dir_mode=0o700,
+        SeedOptions(
+            uid=1000,
+            gid=2000,
+            file_mode=0o600,
+            dir_mode=0o700,
+        ),
     )
     found = by_name(parse(plan))
     assert found["d"][0].mode == 0o700
@@ -179,14 +181,14 @@ def test_missing_source_path(tmp_path: Path) -> None:
 )
 def test_invalid_overrides_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(SeedSourceError, match="must be an int"):
-        build_seed_plan({"a": "b"}, **kwargs)
+        build_seed_plan({"a": "b"}, SeedOptions(**kwargs))
 
 
 # -- dest -------------------------------------------------------------------------------------
 
 
 def test_dest_prefixes_everything_and_comes_first() -> None:
-    plan = build_seed_plan({"a/b": "x"}, dest="./srv//data/", dir_mode=0o750, uid=7)
+    plan = build_seed_plan({"a/b": "x"}, SeedOptions(dest="./srv//data/", dir_mode=0o750, uid=7))
     members = parse(plan)
     assert [m.name for m, _ in members] == ["srv", "srv/data", "srv/data/a", "srv/data/a/b"]
     assert [(m.mode, m.uid) for m, _ in members[:3]] == [(0o750, 7)] * 3
@@ -195,7 +197,7 @@ def test_dest_prefixes_everything_and_comes_first() -> None:
 @pytest.mark.parametrize("dest", ["../out", "/abs", "."])
 def test_dest_is_checked(dest: str) -> None:
     with pytest.raises(SeedPathError):
-        build_seed_plan({"a": "x"}, dest=dest)
+        build_seed_plan({"a": "x"}, SeedOptions(dest=dest))
 
 
 # -- directory seeds -------------------------------------------------------------------------
@@ -236,7 +238,9 @@ def test_directory_seed_walk(tree: Path) -> None:
 
 
 def test_directory_seed_overrides(tree: Path) -> None:
-    members = parse(build_seed_plan(tree, file_mode=0o640, dir_mode=0o710, uid=5, gid=6))
+    members = parse(
+        build_seed_plan(tree, SeedOptions(file_mode=0o640, dir_mode=0o710, uid=5, gid=6))
+    )
     for m, _ in members:
         if m.isdir():
             assert m.mode == 0o710
@@ -346,7 +350,9 @@ def test_archive_seed_overrides_and_dest(tmp_path: Path) -> None:
         member("d", type=tarfile.DIRTYPE, mode=0o700, uid=3),
         member("d/f", b"x", mode=0o600, uid=3, gid=4),
     )
-    plan = build_seed_plan(archive, dest="in", uid=1, gid=2, file_mode=0o664, dir_mode=0o775)
+    plan = build_seed_plan(
+        archive, SeedOptions(dest="in", uid=1, gid=2, file_mode=0o664, dir_mode=0o775)
+    )
     found = by_name(parse(plan))
     assert list(found) == ["in", "in/d", "in/d/f"]
     assert (found["in/d"][0].mode, found["in/d"][0].uid) == (0o775, 1)
@@ -448,6 +454,6 @@ def test_archive_changed_after_planning(tmp_path: Path) -> None:
 
 def test_empty_archive_only_root(tmp_path: Path) -> None:
     path = write_tar(tmp_path / "s.tar", member(".", type=tarfile.DIRTYPE))
-    plan = build_seed_plan(path, dest="x")
+    plan = build_seed_plan(path, SeedOptions(dest="x"))
     assert [m.name for m, _ in parse(plan)] == ["x"]
     assert plan.file_count == 0

@@ -11,7 +11,7 @@ import pytest
 from tarfiles import Member, MiB, chunked, docker_stream, member, tar_bytes
 
 from pytest_dockervol import VolumeCopyError, VolumeReadError
-from pytest_dockervol._seeding.sources import build_seed_plan
+from pytest_dockervol._seeding.sources import SeedOptions, build_seed_plan
 from pytest_dockervol._seeding.tarstream import (
     checked_archive,
     holds_only_root,
@@ -112,7 +112,7 @@ def test_list_files_in_tar_rejects_negative_strip() -> None:
 
 def test_plan_stream_reads_back_like_a_volume() -> None:
     """What tar_chunks produces parses with the readers used on Docker's output."""
-    plan = build_seed_plan({"a/b.txt": "b", "c": b"c"}, dest="v")
+    plan = build_seed_plan({"a/b.txt": "b", "c": b"c"}, SeedOptions(dest="v"))
     assert list_files_in_tar(plan.tar_chunks(100)) == ["a/b.txt", "c"]
 
 

@@ -10,25 +10,21 @@ it (copy-on-write where the engine allows) and change the clone.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
 from collections.abc import Iterable
-from pathlib import Path
 
-import docker.errors
-from docker.types import Mount
-from filelock import FileLock
-
+from .._engine.engine import EngineNotFound, Mount
 from .._engine.labels import LABEL_CACHE_KEY, LABEL_CACHE_NAME, check_volume_name, slugify
 from .._engine.statedir import state_dir
 from .._errors import CacheBuildError, DockervolUsageError
 from .._volumes.base import PreparedSeed, SeedSource, prepare_seed
 from .._volumes.docker import NamedVolume
 from .._volumes.owner import ResourceOwner
-from .key import cache_digest
-from .store import CacheEntry, add_marker, list_entries, record_use, remove_entry
+from .key import cache_digest, check_cache_key
+from .once import OncePerRun
+from .store import CacheEntry, add_marker, cache_entries, record_use, remove_entry
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -97,10 +93,10 @@ class CachedVolume(NamedVolume):
         try:
             helper = self._helper.container  # made now: it pins the entry while we use it
             log.debug("cache entry %s held by helper %s", self.name, helper[:12])
-            labels = self._engine.api.inspect_volume(self.name).get("Labels") or {}
+            labels = self._engine.inspect_volume(self.name).get("Labels") or {}
             if labels.get(LABEL_CACHE_KEY) == digest:
                 return True
-        except docker.errors.NotFound:
+        except EngineNotFound:
             pass
         log.debug("cache entry %s went away while being looked up", self.name)
         self._helper.drop()
@@ -111,7 +107,7 @@ class CachedVolume(NamedVolume):
         self._discarded = True
         self._owner.finalize(self)
 
-    def _lets_go(self) -> bool:
+    def _removal_only_releases(self) -> bool:
         """Whether removing it only lets go of it: a complete entry stays in the cache, and
         a run's own entry (``--dockervol-cache=off``) is removed by the process that answers
         for the run, once every worker is done. A half-built one goes at once."""
@@ -119,14 +115,14 @@ class CachedVolume(NamedVolume):
 
     def _live_clones(self) -> list[str]:
         """Letting go never touches the entry: other processes' clones may read it."""
-        if self._lets_go():
+        if self._removal_only_releases():
             return [d.name for d in self._dependents if not d.removed]
         return super()._live_clones()
 
     def _remove_from_engine(self) -> None:
         __tracebackhide__ = True
         self._helper.drop()
-        if not self._lets_go():
+        if not self._removal_only_releases():
             super()._remove_from_engine()
 
 
@@ -140,8 +136,7 @@ def cached_volume(
 ) -> CachedVolume:
     """The entry for ``key`` and what it is built from: found, or built now (once)."""
     __tracebackhide__ = True
-    if not isinstance(key, str) or not key:
-        raise DockervolUsageError(f"cache key {key!r} must be a non-empty string")
+    key = check_cache_key(key)
     if not isinstance(version, str):
         raise DockervolUsageError(f"cache version {version!r} must be a string, e.g. an image id")
     if isinstance(inputs, (str, os.PathLike)):
@@ -150,14 +145,15 @@ def cached_volume(
     digest = cache_digest(key, version=version, seed=prepared, inputs=list(inputs))
     identity = owner.identity
     engine = owner.creating_engine
-    failure_file = state_dir() / "runs" / identity.run_id / f"cache-{digest[:16]}.json"
-    failure_file.parent.mkdir(parents=True, exist_ok=True)
-    # One build per machine: runs and workers that need the same missing entry wait here.
-    with FileLock(str(state_dir() / f"cache-{digest[:16]}.lock")):
-        if failure_file.exists():
-            failed = json.loads(failure_file.read_text())
-            raise CacheBuildError(key, failed["error"], failed["where"])
-        entry = _usable_entry(list_entries(engine.api, digest), identity.run_id, mode)
+    once = OncePerRun(
+        # One build per machine: runs and workers that need the same missing entry wait
+        # on this lock; a failure is recorded for this run only (the next run tries again).
+        state_dir() / f"cache-{digest[:16]}.lock",
+        state_dir() / "runs" / identity.run_id / f"cache-{digest[:16]}.json",
+        lambda cause, where: CacheBuildError(key, cause, where),
+    )
+    with once.turn():
+        entry = _usable_entry(cache_entries(engine, digest), identity.run_id, mode)
         if entry is not None:
             volume = CachedVolume(owner, engine, entry.name, creator=owner.creator)
             if volume.pin(digest):
@@ -166,7 +162,8 @@ def cached_volume(
                 if entry.complete:
                     record_use(engine, entry)
                 return volume
-        return _build(owner, key, digest, prepared, mode, failure_file)
+        where = f"{identity.worker} while building it"
+        return once.build(lambda: _build(owner, key, digest, prepared, mode), lambda: where)
 
 
 def _usable_entry(entries: list[CacheEntry], run_id: str, mode: str) -> CacheEntry | None:
@@ -184,41 +181,30 @@ def _usable_entry(entries: list[CacheEntry], run_id: str, mode: str) -> CacheEnt
 
 
 def _build(
-    owner: ResourceOwner,
-    key: str,
-    digest: str,
-    seed: PreparedSeed,
-    mode: str,
-    failure_file: Path,
+    owner: ResourceOwner, key: str, digest: str, seed: PreparedSeed, mode: str
 ) -> CachedVolume:
-    """Build the entry under a name of its own, then mark it complete (not with ``off``)."""
+    """Build the entry under a name of its own, then mark it complete (not with ``off``);
+    a failed build is discarded before the error goes on."""
     __tracebackhide__ = True
     identity = owner.identity
     engine = owner.creating_engine
     suffix = f"{digest[:12]}-{uuid.uuid4().hex[:6]}"
     name = check_volume_name(f"{identity.name_prefix}-cache-{slugify(key)[:24]}-{suffix}")
-    volume: CachedVolume | None = None
+    labels = {LABEL_CACHE_KEY: digest, LABEL_CACHE_NAME: key}
+    volume = CachedVolume.create(owner, name, kind="cached", labels=labels)
     try:
-        labels = {LABEL_CACHE_KEY: digest, LABEL_CACHE_NAME: key[:200]}
-        volume = CachedVolume.create(owner, name, kind="cached", labels=labels)
         owner.register(volume)
         if seed is not None:
             volume.seed(seed)
         volume.seal(in_cache=mode != "off")
         if mode != "off":
             add_marker(engine, name, digest)
-    except BaseException as exc:
-        where = f"{identity.worker} while building it"
-        failure = {"error": f"{type(exc).__name__}: {exc}", "where": where}
-        failure_file.write_text(json.dumps(failure))
-        if volume is not None:
-            volume.discard()
-        if isinstance(exc, Exception):  # the same error as every other worker gets
-            raise CacheBuildError(key, failure["error"], where) from exc
+    except BaseException:
+        volume.discard()
         raise
     log.info("built golden cache entry %s for %r", name, key)
     if mode == "refresh":
-        for older in list_entries(engine.api, digest):
+        for older in cache_entries(engine, digest):
             if older.name != name and older.complete:
                 why_not = remove_entry(engine, older)
                 if why_not:

@@ -11,11 +11,7 @@ run is over (xdist runs the controller's sessionfinish after every worker's).
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from filelock import FileLock
 
 from .._engine.labels import LABEL_SHARED_KEY, check_volume_name, slugify
 from .._engine.statedir import state_dir
@@ -23,6 +19,7 @@ from .._errors import DockervolUsageError, SharedSeedError
 from .._volumes.base import SeedSource, prepare_seed
 from .._volumes.docker import NamedVolume, Snapshot
 from .._volumes.owner import ResourceOwner
+from .once import OncePerRun
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -81,16 +78,15 @@ def shared_volume(owner: ResourceOwner, key: str, seed: SeedSource | None) -> Sh
         f"{identity.name_prefix}-{identity.short_run}-shared-{slugify(key)[:24]}-{digest}"
     )
     run_dir = state_dir() / "runs" / identity.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    status_file = run_dir / f"{digest}.json"
-    engine = owner.creating_engine
-    with FileLock(str(run_dir / f"{digest}.lock")):
-        status = _read_status(status_file)
-        if status is None:
-            status = _create_and_seed(owner, status_file, key, name, digest, seed)
-    if status["state"] == "failed":
-        raise SharedSeedError(key, status["error"], status["where"])
-    volume = SharedVolume(owner, engine, name, creator=owner.creator)
+    once = OncePerRun(
+        run_dir / f"{digest}.lock",
+        run_dir / f"{digest}.json",
+        lambda cause, where: SharedSeedError(key, cause, where),
+    )
+    with once.turn() as recorded:
+        if recorded is None:
+            _create_and_seed(owner, once, name, digest, seed)
+    volume = SharedVolume(owner, owner.creating_engine, name, creator=owner.creator)
     if identity.is_worker:
         owner.register(_HelperRelease(volume))
     else:
@@ -99,41 +95,28 @@ def shared_volume(owner: ResourceOwner, key: str, seed: SeedSource | None) -> Sh
     return volume
 
 
-def _read_status(path: Path) -> dict[str, str] | None:
-    if not path.exists():
-        return None
-    loaded: dict[str, str] = json.loads(path.read_text())
-    return loaded
-
-
 def _create_and_seed(
-    owner: ResourceOwner,
-    status_file: Path,
-    key: str,
-    name: str,
-    digest: str,
-    seed: SeedSource | None,
-) -> dict[str, str]:
+    owner: ResourceOwner, once: OncePerRun, name: str, digest: str, seed: SeedSource | None
+) -> None:
     """Runs once per run, under the key's lock; records the outcome for the other workers."""
     __tracebackhide__ = True
     worker = owner.identity.worker
-    volume: SharedVolume | None = None
-    try:
+    created: list[SharedVolume] = []
+
+    def make() -> None:
         prepared = prepare_seed(seed)
         volume = SharedVolume.create(owner, name, kind="shared", labels={LABEL_SHARED_KEY: digest})
+        created.append(volume)
         volume._run_owner = True  # until it is seeded, this process answers for it
-        if prepared is not None:
-            volume.seed(prepared)
-        volume.release_helper()
-    except BaseException as exc:
-        if volume is not None:
+        try:
+            if prepared is not None:
+                volume.seed(prepared)
+            volume.release_helper()
+        except BaseException:
             owner.finalize(volume)
-        where = f"{worker} while creating it" if volume is None else f"{worker}'s seed"
-        status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "where": where}
-        status_file.write_text(json.dumps(status))
-        if isinstance(exc, Exception):  # the same error as every other worker gets
-            raise SharedSeedError(key, status["error"], where) from exc
-        raise
-    status = {"state": "ready", "where": worker}
-    status_file.write_text(json.dumps(status))
-    return status
+            raise
+
+    def where() -> str:
+        return f"{worker}'s seed" if created else f"{worker} while creating it"
+
+    once.build(make, where)

@@ -18,11 +18,8 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-import docker.errors
-
-from .._engine.engine import Engine
+from .._engine.engine import Engine, EngineAPIError, EngineNotFound
 from .._engine.labels import (
     LABEL_CACHE_ENTRY,
     LABEL_CACHE_KEY,
@@ -71,22 +68,22 @@ def _float(labels: dict[str, str], key: str) -> float:
         return 0.0
 
 
-def list_entries(api: Any, digest: str | None = None) -> list[CacheEntry]:
+def cache_entries(engine: Engine, digest: str | None = None) -> list[CacheEntry]:
     """The cache's entries (of one key digest), newest first, complete or not."""
-    return _scan(api, digest)[0]
+    return _scan(engine, digest)[0]
 
 
-def complete_entry_names(api: Any) -> set[str]:
+def complete_entry_names(engine: Engine) -> set[str]:
     """Names of complete entries: the reaper leaves them out of their builders' runs."""
-    return {entry.name for entry in list_entries(api) if entry.complete}
+    return {entry.name for entry in cache_entries(engine) if entry.complete}
 
 
-def _scan(api: Any, digest: str | None) -> tuple[list[CacheEntry], list[str]]:
+def _scan(engine: Engine, digest: str | None) -> tuple[list[CacheEntry], list[str]]:
     """Entries, and markers whose entry is gone (removed by hand), in one engine call."""
     wanted = [f"{LABEL_OWNER}={OWNER_VALUE}"]
     if digest is not None:
         wanted.append(f"{LABEL_CACHE_KEY}={digest}")
-    volumes = api.volumes(filters={"label": wanted}).get("Volumes") or []
+    volumes = engine.volumes(filters={"label": wanted})
     entries: dict[str, dict[str, str]] = {}
     markers: dict[str, list[tuple[str, float]]] = {}
     for volume in volumes:
@@ -135,7 +132,7 @@ def add_marker(engine: Engine, entry: str, digest: str) -> str:
         LABEL_CACHE_USED: now,
         LABEL_CREATED: now,
     }
-    engine.api.create_volume(name, driver="local", labels=labels)
+    engine.create_volume(name, driver="local", labels=labels)
     return name
 
 
@@ -145,8 +142,8 @@ def record_use(engine: Engine, entry: CacheEntry) -> None:
         return
     add_marker(engine, entry.name, entry.digest)  # the new one first: never no marker
     for marker, _ in entry.markers:
-        with contextlib.suppress(docker.errors.APIError):
-            engine.api.remove_volume(marker)
+        with contextlib.suppress(EngineAPIError):
+            engine.remove_volume(marker)
 
 
 def entry_users(engine: Engine, name: str) -> list[str]:
@@ -162,14 +159,14 @@ def remove_entry(engine: Engine, entry: CacheEntry) -> str | None:
     if users:
         return f"in use by {', '.join(users)}"
     try:
-        engine.api.remove_volume(entry.name)
-    except docker.errors.NotFound:
+        engine.remove_volume(entry.name)
+    except EngineNotFound:
         pass
-    except docker.errors.APIError as exc:  # a run started using it since we looked
+    except EngineAPIError as exc:  # a run started using it since we looked
         return str(exc.explanation or exc).strip().splitlines()[0]
     for marker, _ in entry.markers:
-        with contextlib.suppress(docker.errors.APIError):
-            engine.api.remove_volume(marker)
+        with contextlib.suppress(EngineAPIError):
+            engine.remove_volume(marker)
     return None
 
 
@@ -178,10 +175,10 @@ def evict_unused(engine: Engine, *, max_idle: float) -> list[str]:
     and markers whose entry is gone: nothing may find them again."""
     removed = []
     now = time.time()
-    entries, orphans = _scan(engine.api, None)
+    entries, orphans = _scan(engine, None)
     for marker in orphans:
-        with contextlib.suppress(docker.errors.APIError):
-            engine.api.remove_volume(marker)
+        with contextlib.suppress(EngineAPIError):
+            engine.remove_volume(marker)
     for entry in entries:
         if not entry.complete or now - entry.last_used <= max_idle:
             continue

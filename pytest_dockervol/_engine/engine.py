@@ -21,7 +21,14 @@ import docker
 import docker.errors
 import requests.exceptions
 import urllib3.exceptions
-from docker.types import Mount
+
+# The SDK's types the rest of the package names (the dockervol_client fixture's client,
+# run_container's containers, the mounts volumes hand out), re-exported so that the
+# engine stays the only importer of the SDK.
+from docker import DockerClient as DockerClient
+from docker.models.containers import Container as Container
+from docker.types import DriverConfig as DriverConfig
+from docker.types import Mount as Mount
 from filelock import FileLock
 
 from .._errors import (
@@ -31,6 +38,7 @@ from .._errors import (
     ImageNotFoundLocallyError,
     one_line,
 )
+from .calls import EngineCalls
 
 # describe_address and short_reason are also offered here, where the upper layers take them.
 from .endpoint import connect_client, resolve_endpoint, unreachable
@@ -52,6 +60,16 @@ ENGINE_CALL_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.RequestException,
     urllib3.exceptions.HTTPError,
 )
+# The SDK's own exception classes, re-exported under our names so that the engine stays the
+# only importer of the SDK: the rest of the package catches exactly these classes.
+#: A volume, container or file the engine does not have (HTTP 404).
+EngineNotFound = docker.errors.NotFound
+#: Any refusal the engine answered with (``status_code``, ``explanation``).
+EngineAPIError = docker.errors.APIError
+#: The base of every SDK error; also raised by the package for an answer it cannot accept.
+EngineCallError = docker.errors.DockerException
+#: The HTTP stack's base error: the engine did not answer (an APIError is one too).
+EngineRequestError = requests.exceptions.RequestException
 
 
 @contextlib.contextmanager
@@ -139,7 +157,7 @@ def api_version_tuple(text: str) -> tuple[int, int]:
     return (int(major), int(minor))
 
 
-class Engine:
+class Engine(EngineCalls):
     """A connected Docker engine, with what the plugin needs of it in one place."""
 
     def __init__(self, client: docker.DockerClient, address: str, version: dict[str, Any]) -> None:
@@ -154,26 +172,37 @@ class Engine:
         )
         self._helper_image_ready = False
         self._engine_host: str | None = None
-        #: Whether seeds may be written straight into volume directories (see _direct.py):
-        #: None until verified once, then True or False for the engine's lifetime.
-        self.direct_verified: bool | None = None
+        #: What probes found of this engine, by probe name (see ``verdict``).
+        self._verdicts: dict[str, bool] = {}
+
+    def verdict(self, name: str, probe: Callable[[], bool]) -> bool:
+        """What ``probe`` says of this engine: asked once, then remembered for the engine's
+        lifetime (a probe costs engine calls, and its answer does not change)."""
+        if name not in self._verdicts:
+            self._verdicts[name] = probe()
+        return self._verdicts[name]
+
+    def known_verdict(self, name: str) -> bool | None:
+        """The verdict of probe ``name`` if it was asked already, else None: for a reader
+        that may profit from a verdict but must not probe for it."""
+        return self._verdicts.get(name)
 
     def containers_using(self, volume: str, **filters: str) -> list[dict[str, Any]]:
         """The containers (any state) that mount ``volume``, as the engine lists them."""
-        return list(self.api.containers(all=True, filters={"volume": volume, **filters}))
+        return self.containers(filters={"volume": volume, **filters})
 
     @property
     def engine_host(self) -> str:
         """The name the engine gives its own machine (``docker info``), asked once."""
         if self._engine_host is None:
-            self._engine_host = str(self.api.info().get("Name", ""))
+            self._engine_host = str(self.info().get("Name", ""))
         return self._engine_host
 
     @property
     def shares_host_filesystem(self) -> bool:
         """Whether a bind mount of a path here binds this machine's path: true for a local
         socket, and for TCP when the engine reports this machine's host name."""
-        scheme = str(self.api.base_url).split(":", 1)[0]
+        scheme = self.base_url.split(":", 1)[0]
         if scheme in ("http+unix", "http+docker", "npipe"):
             return True
         return self.engine_host == socket.gethostname()
@@ -190,6 +219,14 @@ class Engine:
             raise unreachable(resolve_endpoint(), exc) from exc
         log.debug("connected to Docker %s at %s", version.get("Version"), address)
         return cls(client, address, version)
+
+    @classmethod
+    def connect_unprobed(cls, timeout: float) -> Engine:
+        """The same engine as ``connect``, without its version probe (``describe`` and
+        ``is_podman`` then know nothing): what the watchdog needs, which only makes and
+        removes labelled volumes and containers, as it did with the bare client."""
+        client, address = connect_client(timeout)
+        return cls(client, address, {})
 
     def require(self, feature: EngineFeature) -> None:
         """Refuse ``feature`` on an engine whose API is older than the feature's.

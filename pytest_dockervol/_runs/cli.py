@@ -13,9 +13,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
 
-from .._cache.store import list_entries, remove_entry
+from .._cache.store import cache_entries, remove_entry
 from .._engine.engine import Engine
 from .._engine.labels import (
     LABEL_CLONE_OF,
@@ -37,6 +36,9 @@ from .reaper import (
     verdict,
 )
 
+#: What `pytest-dockervol --help` says it is for (plain text: argparse prints it as is).
+DESCRIPTION = "List and remove what earlier test runs left on the Docker engine."
+
 
 def _age(seconds: float) -> str:
     if seconds < 120:
@@ -46,11 +48,11 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _sizes(api: Any) -> dict[str, int]:
+def _sizes(engine: Engine) -> dict[str, int]:
     """Volume sizes from the engine's disk-usage report (slow on big volumes: opt-in)."""
     return {
         v["Name"]: int((v.get("UsageData") or {}).get("Size", -1))
-        for v in api.df().get("Volumes") or []
+        for v in engine.df().get("Volumes") or []
     }
 
 
@@ -63,11 +65,11 @@ def run_state(over: bool, lease: str, kept_marker: bool = False) -> str:
 
 
 def _describe(
-    api: Any, runs: dict[str, RunSummary], me: RunIdentity, args: argparse.Namespace
+    engine: Engine, runs: dict[str, RunSummary], me: RunIdentity, args: argparse.Namespace
 ) -> list[tuple[RunSummary, str, bool, str]]:
     """Each run, oldest first, with its state, whether it is over, and why."""
     now = time.time()
-    engine_time = engine_time_for(api, runs.values(), me)
+    engine_time = engine_time_for(engine, runs.values(), me)
     described = []
     for run in sorted(runs.values(), key=lambda r: r.newest):
         lease = lease_state(run.run_id)
@@ -91,13 +93,13 @@ def _is_alive(run: RunSummary, state: str) -> bool:
 
 def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
     me = RunIdentity.new()
-    runs = group_by_run(list_resources(engine.api))
+    runs = group_by_run(list_resources(engine))
     if not runs:
         print("no resources created by pytest-dockervol on", engine.describe())
         return 0
-    sizes = _sizes(engine.api) if args.size else {}
+    sizes = _sizes(engine) if args.size else {}
     now = time.time()
-    for run, state, _over, why in _describe(engine.api, runs, me, args):
+    for run, state, _over, why in _describe(engine, runs, me, args):
         if state == "kept":
             why += f"; remove it with `pytest-dockervol rm --run {run.run_id}`"
         print(f"run {run.run_id}  host {run.host or '?'}  {state}: {why}")
@@ -131,12 +133,18 @@ def _relation(labels: dict[str, str]) -> str:
     return f"  {what} of {source}{how}"
 
 
+def printable(text: str) -> str:
+    """``text`` as one line of a table: an entry made before keys were checked may hold a
+    newline or a NUL, shown escaped as ``repr`` shows them."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def cmd_ls_cache(engine: Engine, args: argparse.Namespace) -> int:
-    entries = list_entries(engine.api)
+    entries = cache_entries(engine)
     if not entries:
         print("the golden cache is empty on", engine.describe())
         return 0
-    sizes = _sizes(engine.api) if args.size else {}
+    sizes = _sizes(engine) if args.size else {}
     now = time.time()
     print(f"{'key':24} {'size':>9} {'age':>6} {'used':>6}  state     volume")
     for entry in entries:
@@ -144,8 +152,9 @@ def cmd_ls_cache(engine: Engine, args: argparse.Namespace) -> int:
         size_text = f"{size / 1e6:.1f} MB" if size >= 0 else "-"
         state = "complete" if entry.complete else "building"
         used = _age(now - entry.last_used) if entry.complete else "-"
+        age = _age(now - entry.created)
         print(
-            f"{entry.key[:24]:24} {size_text:>9} {_age(now - entry.created):>6} {used:>6}  "
+            f"{printable(entry.key)[:24]:24} {size_text:>9} {age:>6} {used:>6}  "
             f"{state:9} {entry.name}"
         )
     return 0
@@ -157,7 +166,7 @@ def cmd_rm_cache(engine: Engine, args: argparse.Namespace) -> int:
     failed = 0
     chosen = [
         e
-        for e in list_entries(engine.api)
+        for e in cache_entries(engine)
         if e.complete and (args.key is None or args.key in (e.key, e.digest))
     ]
     for entry in chosen:
@@ -174,9 +183,9 @@ def cmd_rm_cache(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
     me = RunIdentity.new()
-    runs = group_by_run(list_resources(engine.api))
+    runs = group_by_run(list_resources(engine))
     failed = 0
-    for run, state, over, why in _describe(engine.api, runs, me, args):
+    for run, state, over, why in _describe(engine, runs, me, args):
         chosen = run.run_id in args.run if args.run else over
         if not chosen:
             continue
@@ -184,7 +193,7 @@ def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
             print(f"run {run.run_id} is still running ({why}); add --force to remove it anyway")
             failed += 1
             continue
-        result = reap_run(engine.api, run.run_id)
+        result = reap_run(engine, run.run_id)
         print(f"run {run.run_id} ({state}: {why}): removed {len(result.removed)}")
         for failure in result.failed.values():
             print(f"  could not remove {failure}")
@@ -225,7 +234,7 @@ def _heartbeat_timeout(text: str) -> float:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="pytest-dockervol", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="pytest-dockervol", description=DESCRIPTION)
     parser.add_argument(
         "--reap-after",
         type=float,

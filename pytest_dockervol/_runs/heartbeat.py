@@ -31,11 +31,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
-import docker.errors
 from filelock import FileLock, Timeout
 
+from .._engine.engine import Engine, EngineCallError, EngineNotFound
 from .._engine.labels import (
     LABEL_HEARTBEAT_TIMEOUT,
     LABEL_KIND,
@@ -73,15 +72,15 @@ def parse_engine_time(text: str) -> float:
     return moment.timestamp()
 
 
-def engine_now(api: Any) -> float:
+def engine_now(engine: Engine) -> float:
     """The engine's clock, the one every heartbeat's age is measured by: the ``Date`` its
     HTTP server stamps on a ``/_ping`` answer (1 ms, to the second like ``CreatedAt``),
     else ``docker info``'s ``SystemTime`` (Podman takes ~0.3 s to answer ``info``)."""
-    answer = api.get(f"{api.base_url}/_ping", timeout=api.timeout)
+    date = engine.ping_date()
     with contextlib.suppress(TypeError, ValueError):
-        if answer.ok and answer.headers.get("Date"):
-            return parsedate_to_datetime(answer.headers["Date"]).timestamp()
-    return parse_engine_time(str(api.info()["SystemTime"]))
+        if date:
+            return parsedate_to_datetime(date).timestamp()
+    return parse_engine_time(str(engine.info()["SystemTime"]))
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ class Heart:
     def beat_labels(self, kind: str = HEARTBEAT_KIND) -> dict[str, str]:
         return {**self.labels, LABEL_KIND: kind, LABEL_HEARTBEAT_TIMEOUT: f"{self.timeout:g}"}
 
-    def beat(self, api: Any, serial: int, *, renew: bool = False) -> str | None:
+    def beat(self, engine: Engine, serial: int, *, renew: bool = False) -> str | None:
         """Make one beat (``renew``: and remove the run's older ones); None once the run
         stopped beating. Never raises for the engine: a missed beat is only a missed beat."""
         with _lock(self.run_id):
@@ -127,36 +126,37 @@ class Heart:
                 return None
             name = f"{self.name_base}-{serial}"
             try:
-                made = _create(api, name, self.beat_labels())
+                made = _create(engine, name, self.beat_labels())
                 if renew:
-                    remove_beats(api, self.run_id, keep=made)
-            except (docker.errors.DockerException, OSError) as exc:
+                    remove_beats(engine, self.run_id, keep=made)
+            except (EngineCallError, OSError) as exc:
                 log.warning("heartbeat of run %s missed: %s", self.run_id, exc)
                 return None
             started_flag(self.run_id).touch()
             return made
 
-    def leave_kept_marker(self, api: Any) -> None:
+    def leave_kept_marker(self, engine: Engine) -> None:
         """The run ended with --dockervol-keep: its beats make way for a marker that never
         ages, so no reaper anywhere takes the kept resources for a dead run's."""
         stop_beating(self.run_id)
-        _create(api, self.kept_name, self.beat_labels(KEPT_KIND))
-        remove_beats(api, self.run_id)
+        _create(engine, self.kept_name, self.beat_labels(KEPT_KIND))
+        remove_beats(engine, self.run_id)
 
 
-def _create(api: Any, name: str, labels: dict[str, str]) -> str:
-    created = api.create_volume(name, driver="local", labels=labels)
+def _create(engine: Engine, name: str, labels: dict[str, str]) -> str:
+    created = engine.create_volume(name, driver="local", labels=labels)
     found = (created or {}).get("Labels") or {}
     if found.get(LABEL_RUN) != labels[LABEL_RUN]:
-        # Docker answers a create of an existing name with that volume: not ours.
-        raise docker.errors.DockerException(f"volume {name} exists and is not this run's")
+        # Docker answers a create of an existing name with that volume: not ours. An
+        # engine error, as a refusal would be: a missed beat, a failed kept marker.
+        raise EngineCallError(f"volume {name} exists and is not this run's")
     return name
 
 
-def remove_beats(api: Any, run_id: str, *, keep: str | None = None) -> None:
+def remove_beats(engine: Engine, run_id: str, *, keep: str | None = None) -> None:
     """Remove the run's beats (all but ``keep``), checking the labels again."""
     wanted = [f"{LABEL_OWNER}={OWNER_VALUE}", f"{LABEL_RUN}={run_id}"]
-    for volume in api.volumes(filters={"label": wanted}).get("Volumes") or []:
+    for volume in engine.volumes(filters={"label": wanted}):
         labels = volume.get("Labels") or {}
         if (
             volume["Name"] == keep
@@ -164,8 +164,8 @@ def remove_beats(api: Any, run_id: str, *, keep: str | None = None) -> None:
             or labels.get(LABEL_KIND) != HEARTBEAT_KIND
         ):
             continue
-        with contextlib.suppress(docker.errors.NotFound):
-            api.remove_volume(volume["Name"])
+        with contextlib.suppress(EngineNotFound):
+            engine.remove_volume(volume["Name"])
 
 
 def _run_dir(run_id: str) -> Path:

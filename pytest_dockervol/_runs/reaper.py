@@ -15,11 +15,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import docker.errors
 
 from .._cache.store import ENTRY_KIND, complete_entry_names
+from .._engine.engine import Engine, EngineAPIError, EngineNotFound
 from .._engine.labels import (
     LABEL_CREATED,
     LABEL_HEARTBEAT_TIMEOUT,
@@ -143,7 +141,7 @@ def without_bookkeeping(resources: Iterable[Resource]) -> list[Resource]:
 
 
 def list_resources(
-    api: Any, run_id: str | None = None, worker: str | None = None
+    engine: Engine, run_id: str | None = None, worker: str | None = None
 ) -> list[Resource]:
     """Containers first, then volumes, that carry the plugin's owner label (and run/worker)."""
     wanted = {LABEL_OWNER: OWNER_VALUE}
@@ -159,9 +157,9 @@ def list_resources(
             c.get("Labels") or {},
             tuple(str(m["Name"]) for m in c.get("Mounts") or [] if m.get("Name")),
         )
-        for c in api.containers(all=True, filters=filters)
+        for c in engine.containers(all=True, filters=filters)
     ]
-    volumes = api.volumes(filters=filters).get("Volumes") or []
+    volumes = engine.volumes(filters=filters)
     found += [
         Resource("volume", v["Name"], v.get("Labels") or {}, created_at=str(v.get("CreatedAt", "")))
         for v in volumes
@@ -175,7 +173,7 @@ def list_resources(
     ]
     if any(r.labels.get(LABEL_KIND) == ENTRY_KIND for r in found):
         # A golden-cache entry belongs to the run that builds it only until it is complete.
-        complete = complete_entry_names(api)
+        complete = complete_entry_names(engine)
         found = [r for r in found if r.kind == "container" or r.name not in complete]
     return removal_order(found)
 
@@ -250,21 +248,21 @@ class ReapResult:
 
 
 def reap_run(
-    api: Any, run_id: str, *, worker: str | None = None, created_before: float | None = None
+    engine: Engine, run_id: str, *, worker: str | None = None, created_before: float | None = None
 ) -> ReapResult:
     """Remove one run's containers (with anonymous volumes) and then its volumes."""
     result = ReapResult()
-    for resource in list_resources(api, run_id, worker):
+    for resource in list_resources(engine, run_id, worker):
         if created_before is not None and resource.created >= created_before:
             continue  # made after we started looking: not ours to judge
         try:
             if resource.kind == "container":
-                api.remove_container(resource.name, force=True, v=True)
+                engine.remove_container(resource.name, force=True, v=True)
             else:
-                api.remove_volume(resource.name)
-        except docker.errors.NotFound:
+                engine.remove_volume(resource.name)
+        except EngineNotFound:
             continue
-        except docker.errors.APIError as exc:
+        except EngineAPIError as exc:
             what = f"{resource.kind} {resource.name}"
             result.failed[what] = f"{what}: {exc.explanation or exc}"
             continue
@@ -274,14 +272,14 @@ def reap_run(
 
 
 def reap_until_quiet(
-    api: Any, run_id: str, *, attempts: int = 30, pause: float = 1.0
+    engine: Engine, run_id: str, *, attempts: int = 30, pause: float = 1.0
 ) -> ReapResult:
     """Sweep a dead run until two sweeps in a row find nothing: orphaned workers may
     still create (or hold) resources for a moment after their controller died."""
     total = ReapResult()
     quiet = 0
     for _ in range(attempts):
-        result = reap_run(api, run_id)
+        result = reap_run(engine, run_id)
         total.removed += result.removed
         if not result.removed and not result.failed:
             quiet += 1
@@ -295,21 +293,21 @@ def reap_until_quiet(
     return total
 
 
-def engine_time_for(api: Any, runs: Iterable[RunSummary], me: RunIdentity) -> float | None:
+def engine_time_for(engine: Engine, runs: Iterable[RunSummary], me: RunIdentity) -> float | None:
     """The engine's clock, asked only when another run has a heartbeat to judge."""
     if any(r.run_id != me.run_id and r.last_beat is not None for r in runs):
-        return engine_now(api)
+        return engine_now(engine)
     return None
 
 
 def reap_dead_runs(
-    api: Any, me: RunIdentity, *, max_age: float, heartbeat_timeout: float = 60.0
+    engine: Engine, me: RunIdentity, *, max_age: float, heartbeat_timeout: float = 60.0
 ) -> dict[str, ReapResult]:
     """Reap every other run that is over; leave the living and the undecided alone."""
     started_looking = time.time()
     reaped: dict[str, ReapResult] = {}
-    runs = group_by_run(list_resources(api)).values()
-    engine_time = engine_time_for(api, runs, me)
+    runs = group_by_run(list_resources(engine)).values()
+    engine_time = engine_time_for(engine, runs, me)
     for run in runs:
         over, why = verdict(
             run,
@@ -326,7 +324,7 @@ def reap_dead_runs(
         # A run whose heartbeat stopped made nothing since: its machine's clock, which
         # labelled its resources, is not comparable with ours, so it is not asked.
         guard = None if run.last_beat is not None else started_looking
-        result = reap_run(api, run.run_id, created_before=guard)
+        result = reap_run(engine, run.run_id, created_before=guard)
         result.reason = why
         log.info("reaped run %s (%s): %d removed", run.run_id, why, len(result.removed))
         if not result.failed:
@@ -335,7 +333,7 @@ def reap_dead_runs(
         reaped[run.run_id] = result
     # Killed before creating anything, already reaped, or kept and then removed by hand.
     for run_id in ended_leases():
-        if run_id not in reaped and not list_resources(api, run_id):
+        if run_id not in reaped and not list_resources(engine, run_id):
             with contextlib.suppress(OSError):
                 forget_run_state(run_id)
     with contextlib.suppress(OSError):
@@ -343,14 +341,14 @@ def reap_dead_runs(
     return reaped
 
 
-def release_kept(api: Any, run_id: str) -> tuple[list[Resource], dict[str, str]]:
+def release_kept(engine: Engine, run_id: str) -> tuple[list[Resource], dict[str, str]]:
     """A run ended with --dockervol-keep: remove its never-started helper containers, which
     only pin its volumes (``docker volume rm`` would refuse them as in use), and return what
     stays, with what could not be released. Never with ``v``: an anonymous volume anchored
     by its helper stays, labelled as the run's, an ordinary volume ``rm --run`` removes. A
     helper stays only if a volume it mounts carries no label of the plugin (Podman labels
     no anonymous volume): it is then the only way to find that volume again."""
-    resources = list_resources(api, run_id)
+    resources = list_resources(engine, run_id)
     labelled = {r.name for r in resources if r.kind == "volume"}
     released: set[str] = set()
     failed: dict[str, str] = {}
@@ -358,14 +356,14 @@ def release_kept(api: Any, run_id: str) -> tuple[list[Resource], dict[str, str]]
         if helper.kind != "container" or helper.labels.get(LABEL_KIND) != "helper":
             continue
         if not helper.volumes or not all(
-            name in labelled or _is_labelled(api, name) for name in helper.volumes
+            name in labelled or _is_labelled(engine, name) for name in helper.volumes
         ):
             continue
         try:
-            api.remove_container(helper.name, force=True)
-        except docker.errors.NotFound:
+            engine.remove_container(helper.name, force=True, v=False)
+        except EngineNotFound:
             pass
-        except docker.errors.APIError as exc:
+        except EngineAPIError as exc:
             what = f"container {helper.name}"
             failed[what] = f"helper {what}: {exc.explanation or exc}"
             continue
@@ -373,11 +371,11 @@ def release_kept(api: Any, run_id: str) -> tuple[list[Resource], dict[str, str]]
     return [r for r in resources if r.name not in released], failed
 
 
-def _is_labelled(api: Any, volume: str) -> bool:
+def _is_labelled(engine: Engine, volume: str) -> bool:
     """Whether the volume carries the plugin's labels (a complete golden-cache entry does,
     though it is no longer its builder's): found again by them, without a helper."""
     try:
-        labels = api.inspect_volume(volume).get("Labels") or {}
-    except docker.errors.NotFound:
+        labels = engine.inspect_volume(volume).get("Labels") or {}
+    except EngineNotFound:
         return True  # gone: a helper pins nothing
     return labels.get(LABEL_OWNER) == OWNER_VALUE

@@ -15,7 +15,8 @@ from .._engine.labels import (
     LABEL_LAYER,
     LABEL_SNAPSHOT_OF,
 )
-from .._volumes.base import Entry, Volume
+from .._volumes.base import Volume
+from .._volumes.helper import Entry
 from .heartbeat import KEPT_KIND
 from .reaper import Resource, removal_order, without_bookkeeping
 

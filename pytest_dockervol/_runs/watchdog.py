@@ -18,8 +18,9 @@ import contextlib
 import logging
 import subprocess
 import sys
-from typing import IO, Any
+from typing import IO
 
+from .._engine.engine import Engine
 from .heartbeat import Heart, beat_interval, started_flag
 from .lease import forget_run_state, watchdog_log
 
@@ -99,25 +100,23 @@ class Beating:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(message)s")
         self.heart = Heart.from_json(heart_json)
         self.serial = 0
-        self._api: Any = None
+        self._engine: Engine | None = None
 
     def renew(self) -> None:
         self.serial += 1
         try:
-            if self._api is None:
-                self._api = _connect(self.heart.timeout).api
-            self.heart.beat(self._api, self.serial, renew=True)
+            if self._engine is None:
+                self._engine = _connect(self.heart.timeout)
+            self.heart.beat(self._engine, self.serial, renew=True)
         except Exception as exc:  # a missed beat must never end the watchdog
             log.warning("heartbeat of run %s missed: %s", self.heart.run_id, exc)
-            self._api = None
+            self._engine = None
 
 
-def _connect(timeout: float) -> Any:
+def _connect(timeout: float) -> Engine:
     """The engine the run uses (DOCKER_HOST or the CLI context): the watchdog has the run's
-    environment, so ``connect_client`` resolves it the same way."""
-    from .._engine.endpoint import connect_client
-
-    return connect_client(timeout)[0]
+    environment, so ``connect_client`` resolves it the same way; its version is not asked."""
+    return Engine.connect_unprobed(timeout)
 
 
 def reap(heart_json: str) -> int:
@@ -128,8 +127,8 @@ def reap(heart_json: str) -> int:
 
     run_id = Heart.from_json(heart_json).run_id
     log.info("run %s ended without standing down: reaping", run_id)
-    client = _connect(60)
-    result = reap_until_quiet(client.api, run_id)
+    engine = _connect(60)
+    result = reap_until_quiet(engine, run_id)
     log.info("removed %d: %s", len(result.removed), ", ".join(result.removed))
     for failure in result.failed.values():
         log.warning("could not remove %s", failure)

@@ -26,7 +26,7 @@ DIR, FILE, SYMLINK, HARDLINK = tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.SYMTYPE
 
 
 @dataclass
-class Entry:
+class PlanEntry:
     """One tar member of the plan; file content comes from `data`, `host_path` or the archive."""
 
     name: str
@@ -52,20 +52,20 @@ class PlanBuilder:
         self.now = int(time.time())
         self.prefix = dest
         self.uid, self.gid, self.dir_mode = uid, gid, dir_mode
-        self.entries: list[Entry] = []
-        self.by_name: dict[str, Entry] = {}  # keyed by the path relative to the seed tree
+        self.entries: list[PlanEntry] = []
+        self.by_name: dict[str, PlanEntry] = {}  # keyed by the path relative to the seed tree
         parts = dest.split("/") if dest else []
         self.entries += [self.directory("/".join(parts[: i + 1])) for i in range(len(parts))]
 
-    def directory(self, name: str) -> Entry:
+    def directory(self, name: str) -> PlanEntry:
         """A directory entry with the seed's directory mode and owner."""
         mode = 0o755 if self.dir_mode is None else self.dir_mode
-        return Entry(name, DIR, mode, self.uid or 0, self.gid or 0, self.now)
+        return PlanEntry(name, DIR, mode, self.uid or 0, self.gid or 0, self.now)
 
     def _full(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
-    def add(self, entry: Entry) -> None:
+    def add(self, entry: PlanEntry) -> None:
         """Add `entry`, named relative to the seed tree; refuse conflicting paths."""
         rel = entry.name
         parts = rel.split("/")
@@ -102,7 +102,7 @@ class SeedPlan:
     """A validated seed that can be replayed as a tar stream or into a host directory."""
 
     def __init__(
-        self, entries: list[Entry], *, archive: str | None, uid: int | None, gid: int | None
+        self, entries: list[PlanEntry], *, archive: str | None, uid: int | None, gid: int | None
     ) -> None:
         self._entries = entries
         self._archive = archive
@@ -116,7 +116,9 @@ class SeedPlan:
     def __repr__(self) -> str:
         return f"<SeedPlan of {len(self._entries)} entries, {self.file_count} files>"
 
-    def contents(self, chunk_size: int = 1 << 20) -> Iterator[tuple[Entry, int, Iterator[bytes]]]:
+    def contents(
+        self, chunk_size: int = 1 << 20
+    ) -> Iterator[tuple[PlanEntry, int, Iterator[bytes]]]:
         """Yield entries with content size and pieces; the pieces must be consumed in turn."""
         archive = self._archive
         members = None
@@ -197,7 +199,7 @@ class SeedPlan:
             self._write_tree(tree, volume or root)
 
     def _write_tree(self, tree: HostTree, volume: str) -> None:
-        dirs: list[Entry] = []  # finished last: their modes may forbid writing
+        dirs: list[PlanEntry] = []  # finished last: their modes may forbid writing
         for entry, _size, pieces in self.contents():
             with _write_errors(volume, entry.name):
                 if entry.kind == DIR:
@@ -222,7 +224,7 @@ class SeedPlan:
             with _write_errors(volume, entry.name):
                 self._finish(entry, fd=tree.directory(entry.name))
 
-    def _hard_link(self, tree: HostTree, entry: Entry) -> None:
+    def _hard_link(self, tree: HostTree, entry: PlanEntry) -> None:
         """A hard link shares its target's inode (hence metadata); copied where the file
         system has no hard links."""
         tree.remove_non_directory(entry.name)
@@ -253,7 +255,7 @@ class SeedPlan:
             os.close(source)
 
     def _finish(
-        self, entry: Entry, *, fd: int | None = None, at: tuple[int, str] | None = None
+        self, entry: PlanEntry, *, fd: int | None = None, at: tuple[int, str] | None = None
     ) -> None:
         """Apply mtime, owner, then mode (chown may clear set-id bits, so chmod comes
         last), on an open descriptor, or on a link by name in its directory."""
@@ -329,7 +331,7 @@ def _is_root() -> bool:
 
 def _find_member(
     numbered: Iterator[tuple[int, tuple[tarfile.TarFile, tarfile.TarInfo]]],
-    entry: Entry,
+    entry: PlanEntry,
     path: str,
 ) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
     """Advance the second pass to the entry's member, checking it is the one planned."""
@@ -341,7 +343,7 @@ def _find_member(
     raise SeedSourceError(f"seed archive {path!r} changed after the seed plan was built")
 
 
-def _header(entry: Entry, size: int) -> bytes:
+def _header(entry: PlanEntry, size: int) -> bytes:
     info = tarfile.TarInfo(entry.name)
     info.type, info.mode, info.mtime = entry.kind, entry.mode, entry.mtime
     info.uid, info.gid, info.size, info.linkname = entry.uid, entry.gid, size, entry.linkname

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from .._errors import SeedPathError, SeedSourceError, short_repr
-from .plan import DIR, FILE, HARDLINK, SYMLINK, Entry, PlanBuilder, SeedPlan, open_host_file
+from .plan import DIR, FILE, HARDLINK, SYMLINK, PlanBuilder, PlanEntry, SeedPlan, open_host_file
 from .tarstream import archive_members
 
 _SPECIAL = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device file"}
@@ -94,7 +94,7 @@ def _check_size(path: str, text: str, *, link: bool = False, dest: str = "") -> 
         raise SeedPathError(path, f"{lead}is {size:,} bytes long{tail}", _PATH_FIX)
 
 
-def _check_plan_paths(entries: list[Entry], dest: str) -> None:
+def _check_plan_paths(entries: list[PlanEntry], dest: str) -> None:
     """Each path as the volume will hold it, ``dest`` prefixed: within the length limits."""
     if not dest:
         return  # every path was checked alone already
@@ -122,22 +122,47 @@ def _check_int(name: str, value: int | None, limit: int) -> None:
         raise SeedSourceError(f"{name} must be an int from 0 to {limit:#o}, not {value!r}")
 
 
-def build_seed_plan(
-    source: PlanSource,
-    *,
-    dest: str = "",
-    uid: int | None = None,
-    gid: int | None = None,
-    file_mode: int | None = None,
-    dir_mode: int | None = None,
-) -> SeedPlan:
-    """Validate everything up front (no side effects) and return a plan."""
-    for name, value, limit in (("uid", uid, 2**31 - 1), ("gid", gid, 2**31 - 1)):
-        _check_int(name, value, limit)
-    _check_int("file_mode", file_mode, 0o7777)
-    _check_int("dir_mode", dir_mode, 0o7777)
-    builder = PlanBuilder(check_relative_path(dest) if dest else "", uid, gid, dir_mode)
-    archive = _plan(source, builder, file_mode)
+@dataclass(frozen=True)
+class SeedOptions:
+    """Where a seed lands and whom it belongs to: ``volume.seed(source, dest=..., uid=...)``
+    names them once here, for every path a seed takes into a plan."""
+
+    dest: str = ""  #: a relative directory inside the volume
+    uid: int | None = None  #: owner of everything written (default: as the source says)
+    gid: int | None = None
+    file_mode: int | None = None  #: permission bits of every file
+    dir_mode: int | None = None  #: permission bits of every directory
+
+    @property
+    def given(self) -> bool:
+        """Whether any option differs from its default."""
+        return self != NO_OPTIONS
+
+    def checked_dest(self) -> str:
+        """``dest`` checked, before anything is planned.
+
+        Raises:
+            SeedSourceError: an owner or mode out of range.
+            SeedPathError: ``dest`` leaves the volume.
+        """
+        for name, value, limit in (("uid", self.uid, 2**31 - 1), ("gid", self.gid, 2**31 - 1)):
+            _check_int(name, value, limit)
+        _check_int("file_mode", self.file_mode, 0o7777)
+        _check_int("dir_mode", self.dir_mode, 0o7777)
+        return check_relative_path(self.dest) if self.dest else ""
+
+
+NO_OPTIONS = SeedOptions()
+
+
+def build_seed_plan(source: PlanSource, options: SeedOptions = NO_OPTIONS) -> SeedPlan:
+    """Validate everything up front (no side effects) and return a plan.
+
+    Raises:
+        SeedSourceError, SeedPathError: the source or an option cannot be used.
+    """
+    builder = PlanBuilder(options.checked_dest(), options.uid, options.gid, options.dir_mode)
+    archive = _plan(source, builder, options.file_mode)
     _check_plan_paths(builder.entries, builder.prefix)
     return builder.plan(archive=archive)
 
@@ -179,7 +204,7 @@ def _plan_mapping(source: SeedMapping, builder: PlanBuilder, fmode: int | None) 
             _check_int(f"SeedFile.mode of {key!r}", value.mode, 0o7777)
             mode = mode if value.mode is None else value.mode
             value = value.content
-        entry = Entry(norm, FILE, mode, builder.uid or 0, builder.gid or 0, builder.now)
+        entry = PlanEntry(norm, FILE, mode, builder.uid or 0, builder.gid or 0, builder.now)
         if isinstance(value, str):
             entry.data = value.encode("utf-8", "surrogateescape")
         elif isinstance(value, (bytes, bytearray)):
@@ -214,7 +239,7 @@ def _plan_directory(root: str, rel: str, builder: PlanBuilder, fmode: int | None
             target = os.readlink(item.path) if stat.S_ISLNK(st.st_mode) else ""
         except OSError as e:
             raise SeedSourceError(f"cannot read seed path {item.path!r}: {e.strerror}") from e
-        entry = Entry(name, FILE, 0o644, uid, gid, int(st.st_mtime))
+        entry = PlanEntry(name, FILE, 0o644, uid, gid, int(st.st_mtime))
         if stat.S_ISLNK(st.st_mode):
             _check_symlink(name, target)
             entry.kind, entry.mode, entry.linkname = SYMLINK, 0o777, target
@@ -245,7 +270,7 @@ def _plan_archive(path: str, builder: PlanBuilder, fmode: int | None) -> None:
         name = check_relative_path(m.name)
         uid = m.uid if builder.uid is None else builder.uid
         gid = m.gid if builder.gid is None else builder.gid
-        entry = Entry(name, FILE, m.mode & 0o7777, uid, gid, m.mtime, from_archive=True)
+        entry = PlanEntry(name, FILE, m.mode & 0o7777, uid, gid, m.mtime, from_archive=True)
         if m.isreg():
             entry.size, entry.member_index, entry.member_name = m.size, index, m.name
         elif m.isdir():

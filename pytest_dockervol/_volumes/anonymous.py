@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from docker.types import DriverConfig, Mount
-
-from .._engine.engine import HELPER_MOUNT_POINT, refused_as
+from .._engine.engine import HELPER_MOUNT_POINT, DriverConfig, Mount, refused_as
 from .._engine.labels import ANONYMOUS_VOLUME_LABEL
-from .._errors import EngineRefusedError
+from .._errors import EngineFeatureError
 from .docker import DockerVolume
-from .helper import is_tmpfs
 from .owner import ResourceOwner
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 
 class AnonymousVolume(DockerVolume):
@@ -27,21 +21,23 @@ class AnonymousVolume(DockerVolume):
     kind = "anonymous"
 
     @classmethod
-    def create(
+    def _create_on_engine(
         cls,
         owner: ResourceOwner,
-        *,
+        name: str | None,
         labels: dict[str, str],
-        driver: str | None = None,
-        driver_opts: dict[str, str] | None = None,
-    ) -> Self:
-        """Create one labelled as the owner's run (its cleanup is the caller's: adopt)."""
-        engine, identity, creator = owner.creating_engine, owner.identity, owner.creator
-        if engine.is_podman and (driver or driver_opts or labels):
-            raise EngineRefusedError(
-                "create an anonymous volume",
-                "Podman's Docker API ignores the driver, driver_opts and labels of anonymous "
-                "volumes",
+        user_labels: dict[str, str],
+        driver: str | None,
+        driver_opts: dict[str, str] | None,
+    ) -> tuple[str, str | None]:
+        """Docker names the volume when the helper that mounts it is created."""
+        __tracebackhide__ = True
+        engine = owner.creating_engine
+        if engine.is_podman and (driver or driver_opts or user_labels):
+            raise EngineFeatureError(
+                "the driver, driver_opts and labels of an anonymous volume",
+                "Docker (Podman's Docker API ignores them)",
+                engine.describe(),
                 "use volume_factory.named() for a volume that needs them",
             )
         driver_config = (
@@ -52,12 +48,11 @@ class AnonymousVolume(DockerVolume):
             None,
             type="volume",
             no_copy=True,
-            labels={**labels, **identity.labels(cls.kind, creator), ANONYMOUS_VOLUME_LABEL: ""},
+            labels={**labels, ANONYMOUS_VOLUME_LABEL: ""},
             driver_config=driver_config,
         )
+        helper_labels = owner.identity.labels("helper", owner.creator)
         with refused_as("create an anonymous volume", "check the driver and driver_opts"):
-            helper_id = engine.create_helper(mount, identity.labels("helper", creator))
-        mounts: list[dict[str, Any]] = engine.api.inspect_container(helper_id).get("Mounts") or []
-        name = str(mounts[0]["Name"])
-        tmpfs = is_tmpfs(driver, driver_opts)  # its seed is refused, as a named one's
-        return cls(owner, engine, name, creator=creator, helper_id=helper_id, tmpfs=tmpfs)
+            helper_id = engine.create_helper(mount, helper_labels)
+        mounts: list[dict[str, Any]] = engine.inspect_container(helper_id).get("Mounts") or []
+        return str(mounts[0]["Name"]), helper_id

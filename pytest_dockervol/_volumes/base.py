@@ -14,8 +14,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal, TypeVar, Union
 
-from docker.types import Mount
-
+from .._engine.engine import Mount
 from .._errors import (
     REMOVED_STATE,
     DockervolUsageError,
@@ -26,7 +25,7 @@ from .._errors import (
     short_repr,
 )
 from .._seeding.plan import SeedPlan
-from .._seeding.sources import PlanSource, build_seed_plan, check_relative_path
+from .._seeding.sources import PlanSource, SeedOptions, build_seed_plan, check_relative_path
 from .helper import Entry
 from .owner import ResourceOwner
 
@@ -96,7 +95,74 @@ def mount_argument(fields: list[str]) -> str:
     return line.getvalue()
 
 
-class Volume(abc.ABC):
+class HeldResource(abc.ABC):
+    """What a test holds and can read back, until it is removed (a volume, a snapshot):
+    the lifecycle they share, in one place."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        state = " removed" if self.removed else ""
+        return f"<{type(self).__name__} {self._describe()}{state}>"
+
+    def _describe(self) -> str:
+        return self.name
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    @property
+    @abc.abstractmethod
+    def removed(self) -> bool:
+        """Whether ``remove()`` ran (or the end of its test or session)."""
+
+    def _check_alive(self) -> None:
+        if self.removed:
+            raise VolumeRemovedError(self.name)
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        """A file's content as text (see ``read_bytes``).
+
+        Raises:
+            VolumeReadError: no such regular file, or the engine failed to read it.
+            VolumeRemovedError: it was removed.
+            UnicodeDecodeError: the file is not text in ``encoding``.
+        """
+        __tracebackhide__ = True
+        return self.read_bytes(path).decode(encoding)
+
+    @abc.abstractmethod
+    def read_bytes(self, path: str) -> bytes:
+        """The content of one regular file.
+
+        Raises:
+            VolumeReadError: no such regular file, or the engine failed to read it.
+            VolumeRemovedError: it was removed.
+        """
+
+    @abc.abstractmethod
+    def files(self) -> list[str]:
+        """Sorted relative POSIX paths of the regular files.
+
+        Raises:
+            VolumeReadError: the engine failed to read it.
+            VolumeRemovedError: it was removed.
+        """
+
+    @abc.abstractmethod
+    def remove(self) -> None:
+        """Remove it now (the end of the test or session would otherwise do it).
+
+        Raises:
+            CleanupError: it could not be removed (the message says why).
+            ClonesAliveError: copy-on-write clones read it (for a volume that cannot wait).
+        """
+
+
+class Volume(HeldResource):
     """A volume a test can seed, attach to containers, read back and remove."""
 
     kind: str
@@ -107,23 +173,9 @@ class Volume(abc.ABC):
         self.name = name
         self._removed = False
 
-    def __repr__(self) -> str:
-        state = " removed" if self._removed else ""
-        return f"<{type(self).__name__} {self.name}{state}>"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()
-
     @property
     def removed(self) -> bool:
         return self._removed
-
-    def _check_alive(self) -> None:
-        if self._removed:
-            raise VolumeRemovedError(self.name)
 
     def _check_writable(self, action: str) -> None:
         """Refuse ``action`` (seed, restore) if the volume may not change now."""
@@ -141,11 +193,20 @@ class Volume(abc.ABC):
     ) -> Self:
         """Copy files in: a mapping of path -> content, a host directory, a tar archive, or a
         callable that receives the volume. Everything is validated before anything is written
-        (a ``SeedPlan`` is a seed validated already: see ``prepare_seed``)."""
+        (a ``SeedPlan`` is a seed validated already: see ``prepare_seed``).
+
+        Raises:
+            SeedPathError, SeedSourceError: the source or an option cannot be used (nothing was
+                written).
+            SeedWriteError: writing failed part-way (the volume may hold part of the seed).
+            ClonesAliveError: copy-on-write clones read this volume.
+            VolumeRemovedError: the volume was removed.
+        """
         __tracebackhide__ = True
         self._check_writable("seed")
+        options = SeedOptions(dest, uid, gid, file_mode, dir_mode)
         if callable(source):
-            if dest or uid is not None or gid is not None or file_mode or dir_mode:
+            if options.given:
                 raise DockervolUsageError(
                     "seed(callable) takes no dest/uid/gid/file_mode/dir_mode: the callable "
                     "seeds the volume itself; pass them to the seed() calls it makes"
@@ -153,18 +214,17 @@ class Volume(abc.ABC):
             source(self)
             return self
         if not isinstance(source, SeedPlan):
-            source = build_seed_plan(
-                source, dest=dest, uid=uid, gid=gid, file_mode=file_mode, dir_mode=dir_mode
-            )
+            source = build_seed_plan(source, options)
         self._write_plan(source)
         return self
 
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        __tracebackhide__ = True
-        return self.read_bytes(path).decode(encoding)
-
     def volumes_dict(self, target: str, *, read_only: bool = False) -> dict[str, dict[str, str]]:
-        """An entry for ``containers.run(volumes=...)``."""
+        """An entry for ``containers.run(volumes=...)``.
+
+        Raises:
+            DockervolUsageError: ``target`` is not an absolute path.
+            VolumeRemovedError: the volume was removed.
+        """
         self._check_alive()
         mode = "ro" if read_only else "rw"
         return {self.name: {"bind": check_target(target), "mode": mode}}
@@ -218,18 +278,11 @@ class Volume(abc.ABC):
         """Write a checked seed plan into the volume."""
 
     @abc.abstractmethod
-    def read_bytes(self, path: str) -> bytes:
-        """The content of one regular file in the volume."""
-
-    @abc.abstractmethod
-    def files(self) -> list[str]:
-        """Sorted relative POSIX paths of the regular files in the volume."""
-
-    @abc.abstractmethod
     def entries(self) -> Iterator[Entry]:
         """Every path in the volume with its type, mode, owner and size, as ``ls -lR``
-        would list them (the failure report shows these); lazily."""
+        would list them (the failure report shows these); lazily.
 
-    @abc.abstractmethod
-    def remove(self) -> None:
-        """Remove the volume now (the end of the test or session would otherwise do it)."""
+        Raises:
+            VolumeReadError: the engine failed to read the volume.
+            VolumeRemovedError: the volume was removed.
+        """

@@ -5,10 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, final
 
-import docker.errors
-from docker.models.containers import Container
-
-from .._engine.engine import Engine
+from .._engine.engine import Container, Engine, EngineAPIError, EngineNotFound
 from .._engine.labels import check_user_labels
 from .._errors import CleanupError, DockervolUsageError, check_ispytest
 from .owner import ResourceOwner
@@ -31,10 +28,10 @@ class TrackedContainer:
         if self.removed:
             return
         try:
-            self._engine.api.remove_container(self.id, force=True, v=True)
-        except docker.errors.NotFound:
+            self._engine.remove_container(self.id, force=True, v=True)
+        except EngineNotFound:
             pass
-        except docker.errors.APIError as exc:
+        except EngineAPIError as exc:
             raise CleanupError("container", self.name, str(exc.explanation or exc)) from None
         self.removed = True
 
@@ -60,7 +57,12 @@ class ContainerRunner:
         self, image: str, command: str | list[str] | None = None, **kwargs: Any
     ) -> Container:
         """Create and start a container; takes the keyword arguments of
-        ``client.containers.create``. The image must be on the engine: nothing is pulled."""
+        ``client.containers.create``. The image must be on the engine: nothing is pulled.
+
+        Raises:
+            ImageNotFoundLocallyError: the image is not on the engine (the plugin never pulls).
+            EngineRefusedError: the engine refused to create or start the container.
+        """
         __tracebackhide__ = True
         if kwargs.pop("remove", False) or kwargs.get("auto_remove"):
             raise DockervolUsageError(
@@ -98,7 +100,7 @@ def _reload_after_start(container: Container, attempts: int = 3) -> None:
         try:
             container.reload()
             return
-        except docker.errors.APIError as exc:
+        except EngineAPIError as exc:
             transient = exc.status_code == 500 and "no such process" in str(exc)
             if not transient or attempt == attempts - 1:
                 raise

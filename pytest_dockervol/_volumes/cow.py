@@ -26,14 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 from filelock import FileLock
 
-from .._engine.engine import ENGINE_ERRORS, Engine, engine_error_reason, engine_errors_as
+from .._engine.engine import (
+    ENGINE_ERRORS,
+    Engine,
+    EngineAPIError,
+    engine_error_reason,
+    engine_errors_as,
+)
 from .._engine.labels import LABEL_LAYER, LABEL_NEEDS, RunIdentity
 from .._engine.statedir import state_dir
-from .._seeding.plan import DIR, FILE, Entry, PlanBuilder, SeedPlan
+from .._seeding.plan import DIR, FILE, PlanBuilder, PlanEntry, SeedPlan
 from .._seeding.tarstream import open_stream, read_file_from_tar
+from .direct import DIRECT_WRITES
 from .helper import VolumeHelper, close_stream, create_volume, remove_with_own_users
 
 log = logging.getLogger("pytest_dockervol")
@@ -108,15 +114,16 @@ def layer_plan(root: Root) -> SeedPlan:
     """The layer volume's ``upper`` and ``work`` directories. The merged root takes its owner,
     mode and time from ``upper``: those of the source's root (a PGDATA's 0700, uid 999)."""
     builder = PlanBuilder("", root.uid, root.gid, None)
-    builder.add(Entry("upper", DIR, stat.S_IMODE(root.mode), root.uid, root.gid, root.mtime))
-    builder.add(Entry("work", DIR, 0o700, root.uid, root.gid, builder.now))
+    builder.add(PlanEntry("upper", DIR, stat.S_IMODE(root.mode), root.uid, root.gid, root.mtime))
+    builder.add(PlanEntry("work", DIR, 0o700, root.uid, root.gid, builder.now))
     return builder.plan(None)
 
 
 def root_of(helper: VolumeHelper, top: str, engine: Engine) -> Root:
     """A volume's root: read from the engine's directory when it is on this machine, else
     from the first member of the volume's archive (then closed)."""
-    if engine.direct_verified and os.path.isabs(top):
+    # Only once direct writes proved this machine sees the engine's volume directories.
+    if engine.known_verdict(DIRECT_WRITES) and os.path.isabs(top):
         try:
             found = os.lstat(top)
             if stat.S_ISDIR(found.st_mode):
@@ -140,7 +147,7 @@ def layering_of(helper: VolumeHelper) -> tuple[list[str], set[str], Root]:
     # An engine error here costs the copy-on-write, not the clone: a full copy follows,
     # and says the engine's cause in its own error if it fails too.
     with engine_errors_as(lambda why: CannotLayer(f"reading volume {name} failed: {why}")):
-        info = engine.api.inspect_volume(name)
+        info = engine.inspect_volume(name)
         lowers = lower_dirs(name, info)
         needs = needs_of(info.get("Labels") or {}) | {name}
         return lowers, needs, root_of(helper, lowers[0], engine)
@@ -148,7 +155,7 @@ def layering_of(helper: VolumeHelper) -> tuple[list[str], set[str], Root]:
 
 def layered_on(engine: Engine, name: str) -> list[str]:
     """The copy-on-write volumes on the engine, of any run, that read ``name``."""
-    found = engine.api.volumes(filters={"label": LABEL_NEEDS + name}).get("Volumes") or []
+    found = engine.volumes(filters={"label": LABEL_NEEDS + name})
     # Podman ORs label filters and may list more: check the label itself.
     return [str(v["Name"]) for v in found if LABEL_NEEDS + name in (v.get("Labels") or {})]
 
@@ -215,7 +222,7 @@ class CopyOnWrite:
         if engine.is_podman:
             return "Podman mounts volumes with options only for running containers"
         try:
-            info = engine.api.info()
+            info = engine.info()
         except ENGINE_ERRORS as exc:
             return f"the engine did not describe itself: {engine_error_reason(exc)}"
         security = " ".join(info.get("SecurityOptions") or [])
@@ -244,7 +251,7 @@ class CopyOnWrite:
         """Make a probe volume with a file in ``lower``, an overlay of it, and read the file
         through the overlay. Everything is labelled as this run's (reaped if we die)."""
         engine = self._creating()
-        identity, api = self._identity, engine.api
+        identity = self._identity
         base = f"{identity.name_prefix}-{identity.short_run}-{identity.worker}-cow-probe"
         layer_name, clone_name = f"{base}-{uuid.uuid4().hex[:6]}", ""
         marker = uuid.uuid4().hex.encode()
@@ -259,10 +266,10 @@ class CopyOnWrite:
             )
             builder = PlanBuilder("", None, None, None)
             for directory in ("lower", "upper", "work"):
-                builder.add(Entry(directory, DIR, 0o755, 0, 0, builder.now))
-            builder.add(Entry("lower/probe", FILE, 0o644, 0, 0, builder.now, data=marker))
+                builder.add(PlanEntry(directory, DIR, 0o755, 0, 0, builder.now))
+            builder.add(PlanEntry("lower/probe", FILE, 0o644, 0, 0, builder.now, data=marker))
             layer.put_archive(builder.plan(None).tar_chunks())
-            mountpoint = str(api.inspect_volume(layer_name).get("Mountpoint") or "")
+            mountpoint = str(engine.inspect_volume(layer_name).get("Mountpoint") or "")
             options = overlay_options([f"{mountpoint}/lower"], mountpoint)
             clone_name = f"{layer_name}-clone"
             labels = {**identity.labels("probe", "session"), LABEL_LAYER: layer_name}
@@ -281,7 +288,7 @@ class CopyOnWrite:
             return None
         except CannotLayer as exc:
             return str(exc)
-        except docker.errors.APIError as exc:
+        except EngineAPIError as exc:
             return f"the engine cannot mount an overlay volume ({engine_error_reason(exc)})"
         finally:
             for helper, name in ((clone, clone_name), (layer, layer_name)):

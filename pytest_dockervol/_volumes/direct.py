@@ -27,12 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import docker.errors
-
-from .._engine.engine import Engine
+from .._engine.engine import Engine, EngineAPIError
 from .._seeding.hostfs import HostTree, write_all
 
 log = logging.getLogger("pytest_dockervol")
+
+#: The engine's verdict (``Engine.verdict``) on direct writes: whether a file written into
+#: a volume's directory here shows through the archive API. Asked once per engine; a
+#: True also tells ``_cow`` that this machine reads the engine's volume directories.
+DIRECT_WRITES = "direct writes"
 
 
 def _engine_allows(engine: Engine) -> bool:
@@ -40,7 +43,7 @@ def _engine_allows(engine: Engine) -> bool:
         return False
     if not engine.shares_host_filesystem:
         return False
-    options = " ".join(engine.api.info().get("SecurityOptions") or [])
+    options = " ".join(engine.info().get("SecurityOptions") or [])
     return "name=userns" not in options and "name=rootless" not in options
 
 
@@ -61,10 +64,11 @@ class DirectTarget:
     def directory(self) -> Path | None:
         """The volume's directory if direct writes are safe and verified now, else None."""
         engine = self._engine
-        if engine.direct_verified is False:
+        known = engine.known_verdict(DIRECT_WRITES)
+        if known is False:
             return None
-        if engine.direct_verified is None and not _engine_allows(engine):
-            engine.direct_verified = False
+        if known is None and not _engine_allows(engine):
+            engine.verdict(DIRECT_WRITES, lambda: False)  # never on this engine
             return None
         if self._local is None:
             self._local = self._local_directory()
@@ -73,15 +77,13 @@ class DirectTarget:
             return None
         if engine.containers_using(self._volume, status="running"):
             return None
-        if engine.direct_verified is None:
-            engine.direct_verified = self._probe(path)
-        return path if engine.direct_verified else None
+        return path if engine.verdict(DIRECT_WRITES, lambda: self._probe(path)) else None
 
     def _local_directory(self) -> Path | Literal[False]:
         """The volume's own directory on this machine, or False (another driver, options)."""
         try:
-            info = self._engine.api.inspect_volume(self._volume)
-        except docker.errors.APIError:
+            info = self._engine.inspect_volume(self._volume)
+        except EngineAPIError:
             return False
         if info.get("Driver") != "local" or info.get("Options"):
             return False

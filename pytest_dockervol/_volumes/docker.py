@@ -13,9 +13,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import docker.errors
-
-from .._engine.engine import SUBPATH_MOUNTS, Engine
+from .._engine.engine import SUBPATH_MOUNTS, Engine, EngineNotFound
 from .._engine.labels import (
     ANONYMOUS_VOLUME_LABEL,
     LABEL_CLONE_OF,
@@ -25,13 +23,9 @@ from .._engine.labels import (
     check_user_labels,
     check_volume_name,
 )
-from .._errors import (
-    CleanupError,
-    DockervolUsageError,
-    VolumeRemovedError,
-)
+from .._errors import CleanupError, DockervolUsageError, VolumeRemovedError
 from .._seeding.plan import SeedPlan
-from .base import Entry, adopt, check_subpath
+from .base import HeldResource, adopt, check_subpath
 from .cow import (
     CannotLayer,
     layer_plan,
@@ -42,6 +36,7 @@ from .cow import (
 )
 from .direct import DirectTarget
 from .helper import (
+    Entry,
     VolumeHelper,
     copy_files,
     create_volume,
@@ -80,6 +75,59 @@ class DockerVolume(LayeredVolume):
             engine, name, owner.identity, creator, container=helper_id, tmpfs=tmpfs
         )
         self._direct = DirectTarget(engine, name, self.read_bytes)
+
+    @classmethod
+    def create(
+        cls,
+        owner: ResourceOwner,
+        name: str | None,
+        *,
+        kind: str,
+        labels: dict[str, str],
+        driver: str | None = None,
+        driver_opts: dict[str, str] | None = None,
+    ) -> Self:
+        """Create one on the engine, labelled as the owner's run and as ``kind`` (its cleanup
+        is the caller's: ``adopt``). ``name`` None: the engine names it (anonymous)."""
+        __tracebackhide__ = True
+        full_labels = {**labels, **owner.identity.labels(kind, owner.creator)}
+        name, helper_id = cls._create_on_engine(
+            owner, name, full_labels, labels, driver, driver_opts
+        )
+        volume = cls(
+            owner,
+            owner.creating_engine,
+            name,
+            creator=owner.creator,
+            helper_id=helper_id,
+            tmpfs=is_tmpfs(driver, driver_opts),  # its seed is refused, as a named one's
+        )
+        volume.kind = kind  # a clone says "clone", as its label does
+        return volume
+
+    @classmethod
+    def _create_on_engine(
+        cls,
+        owner: ResourceOwner,
+        name: str | None,
+        labels: dict[str, str],
+        user_labels: dict[str, str],
+        driver: str | None,
+        driver_opts: dict[str, str] | None,
+    ) -> tuple[str, str | None]:
+        """Make the volume on the engine: its name, and the helper made with it, if any
+        (a named volume by ``docker volume create``, with proof that it is new)."""
+        if name is None:
+            raise DockervolUsageError("a named volume needs a name: owner.next_name() makes one")
+        create_volume(
+            owner.creating_engine,
+            name,
+            labels=labels,
+            run_id=owner.identity.run_id,
+            driver=driver,
+            driver_opts=driver_opts,
+        )
+        return name, None
 
     # -- content --------------------------------------------------------------------------
 
@@ -123,8 +171,8 @@ class DockerVolume(LayeredVolume):
         __tracebackhide__ = True
         self._helper.drop(with_anonymous_volume=True)
         try:
-            labels = self._engine.api.inspect_volume(self.name).get("Labels") or {}
-        except docker.errors.NotFound:
+            labels = self._engine.inspect_volume(self.name).get("Labels") or {}
+        except EngineNotFound:
             return  # e.g. an anonymous volume removed with its anchor (v=True)
         if not self._owner.identity.owns(labels):
             self._removed = True
@@ -143,7 +191,15 @@ class DockerVolume(LayeredVolume):
         """A new named volume with the same files, owners, modes, symlinks and empty dirs,
         removed like any volume the factory made (end of session or ``.remove()``).
         Copy-on-write where the engine allows it, else a full copy.
-        Refused while a running container uses this volume, unless ``allow_running``."""
+        Refused while a running container uses this volume, unless ``allow_running``.
+
+        Raises:
+            VolumeNameError, LabelError: a bad name or label.
+            VolumeInUseError: a running container uses the volume (and not ``allow_running``).
+            VolumeExistsError: ``name`` exists already.
+            VolumeCopyError: copying failed (nothing is left).
+            VolumeRemovedError: the volume was removed.
+        """
         __tracebackhide__ = True
         if name is not None:
             check_volume_name(name)
@@ -181,7 +237,7 @@ class DockerVolume(LayeredVolume):
         try:
             adopt(owner, layer, layer_plan(root))
             layer._helper.drop()  # it would pin the layer volume for nothing
-            directory = str(self._engine.api.inspect_volume(layer.name).get("Mountpoint") or "")
+            directory = str(self._engine.inspect_volume(layer.name).get("Mountpoint") or "")
             options = overlay_options(lowers, directory)
         except BaseException:
             owner.finalize(layer)
@@ -207,7 +263,13 @@ class DockerVolume(LayeredVolume):
         return adopt(self._owner, clone)
 
     def snapshot(self, *, allow_running: bool = False) -> Snapshot:
-        """The volume's files now, kept in a hidden volume, for ``restore()`` later."""
+        """The volume's files now, kept in a hidden volume, for ``restore()`` later.
+
+        Raises:
+            VolumeInUseError: a running container uses the volume (and not ``allow_running``).
+            VolumeCopyError: copying failed (nothing is left).
+            VolumeRemovedError: the volume was removed.
+        """
         __tracebackhide__ = True
         self._check_alive()
         labels_of(self._engine, self.name)  # removed behind the object's back: a clear error
@@ -224,7 +286,15 @@ class DockerVolume(LayeredVolume):
         """Reset the volume to ``snapshot``: added files go, changed and deleted ones come
         back. The volume is removed and created again (same name and labels), so it is
         refused while a container other than the plugin's helper still uses it. Where the
-        engine allows, the volume becomes a copy-on-write overlay of the snapshot."""
+        engine allows, the volume becomes a copy-on-write overlay of the snapshot.
+
+        Raises:
+            DockervolUsageError: ``snapshot`` is not a Snapshot, or is this volume's own storage.
+            VolumeInUseError: a container other than the plugin's helper uses the volume.
+            ClonesAliveError: copy-on-write clones read the volume.
+            VolumeCopyError: copying failed (the volume is incomplete: restore it again).
+            VolumeRemovedError: the volume or the snapshot was removed.
+        """
         __tracebackhide__ = True
         if not isinstance(snapshot, Snapshot):
             raise DockervolUsageError(
@@ -232,7 +302,8 @@ class DockerVolume(LayeredVolume):
                 "take one with volume.snapshot()"
             )
         self._check_writable("restore")
-        snapshot._check_alive()
+        if snapshot.removed:
+            raise VolumeRemovedError(snapshot.name)
         storage = snapshot.storage
         if storage.name == self.name:
             raise DockervolUsageError(
@@ -242,7 +313,7 @@ class DockerVolume(LayeredVolume):
         why_not = self._owner.copy_on_write.reason_not
         if why_not is None:
             try:
-                lower_dirs(self.name, self._engine.api.inspect_volume(self.name))
+                lower_dirs(self.name, self._engine.inspect_volume(self.name))
                 layer, options, needs = storage._new_layer()
             except CannotLayer as exc:
                 why_not = str(exc)
@@ -277,40 +348,16 @@ class NamedVolume(DockerVolume):
 
     kind = "named"
 
-    @classmethod
-    def create(
-        cls,
-        owner: ResourceOwner,
-        name: str,
-        *,
-        kind: str,
-        labels: dict[str, str],
-        driver: str | None = None,
-        driver_opts: dict[str, str] | None = None,
-    ) -> Self:
-        """Create a volume labelled as the owner's run (its cleanup is the caller's: adopt)."""
-        engine, identity, creator = owner.creating_engine, owner.identity, owner.creator
-        create_volume(
-            engine,
-            name,
-            labels={**labels, **identity.labels(kind, creator)},
-            run_id=identity.run_id,
-            driver=driver,
-            driver_opts=driver_opts,
-        )
-        tmpfs = is_tmpfs(driver, driver_opts)
-        return cls(owner, engine, name, creator=creator, tmpfs=tmpfs)
-
 
 class Layer(NamedVolume):
     """The hidden volume that holds a copy-on-write volume's ``upper`` and ``work``
     directories; removed with that volume."""
 
     kind = "layer"
-    goes_with_its_reader = True
+    removed_with_last_reader = True
 
 
-class Snapshot:
+class Snapshot(HeldResource):
     """The files of a volume at one moment, kept in a hidden volume (label kind=snapshot).
 
     ``volume.restore(snapshot)`` or ``snapshot.restore()`` puts them back, as often as
@@ -323,18 +370,11 @@ class Snapshot:
         self.source = source
         self.storage = storage
 
-    def __repr__(self) -> str:
-        state = " removed" if self.removed else ""
-        return f"<Snapshot of {self.source.name} in {self.storage.name}{state}>"
-
-    def __enter__(self) -> Snapshot:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()
+    def _describe(self) -> str:
+        return f"of {self.source.name} in {self.storage.name}"
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         """The name of the hidden volume that holds the snapshot."""
         return self.storage.name
 
@@ -350,7 +390,13 @@ class Snapshot:
     def clone(
         self, *, name: str | None = None, labels: dict[str, str] | None = None
     ) -> NamedVolume:
-        """A new volume holding the snapshot's files."""
+        """A new volume holding the snapshot's files.
+
+        Raises:
+            VolumeRemovedError: the snapshot was removed.
+            DockervolUsageError: a bad name or label.
+            VolumeCopyError: copying failed (nothing is left).
+        """
         __tracebackhide__ = True
         self._check_alive()
         return self.storage.clone(name=name, labels=labels)
@@ -366,15 +412,7 @@ class Snapshot:
         self._check_alive()
         return self.storage.read_bytes(path)
 
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        __tracebackhide__ = True
-        return self.read_bytes(path).decode(encoding)
-
     def remove(self) -> None:
         """Remove the hidden volume now (the end of the session would otherwise do it)."""
         __tracebackhide__ = True
         self.storage.remove()
-
-    def _check_alive(self) -> None:
-        if self.storage.removed:
-            raise VolumeRemovedError(self.storage.name)

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import docker.errors
-from docker.types import Mount
-
 from .._engine.engine import (
     HELPER_MOUNT_POINT,
     Engine,
+    EngineAPIError,
+    EngineNotFound,
+    Mount,
     describe_containers,
     engine_error_reason,
     engine_errors_as,
@@ -89,7 +89,7 @@ def create_volume(
     """
     nonce = uuid.uuid4().hex
     with refused_as(f"create volume {name}", "check the driver and driver_opts"):
-        created = engine.api.create_volume(
+        created = engine.create_volume(
             name,
             driver=driver or "local",
             driver_opts=driver_opts or {},
@@ -97,7 +97,7 @@ def create_volume(
         )
     answered = created.get("Labels") if isinstance(created, dict) else None
     if answered is None:
-        answered = engine.api.inspect_volume(name).get("Labels") or {}
+        answered = engine.inspect_volume(name).get("Labels") or {}
     if answered.get(LABEL_NONCE) != nonce:
         same_run = answered.get(LABEL_RUN) == run_id
         raise VolumeExistsError(name, answered.get(LABEL_CREATOR, "?") if same_run else None)
@@ -106,8 +106,8 @@ def create_volume(
 def labels_of(engine: Engine, name: str) -> dict[str, str]:
     """The volume's labels; a volume removed behind the plugin's back is VolumeRemovedError."""
     try:
-        info = engine.api.inspect_volume(name)
-    except docker.errors.NotFound:
+        info = engine.inspect_volume(name)
+    except EngineNotFound:
         raise VolumeRemovedError(name) from None
     return dict(info.get("Labels") or {})
 
@@ -117,21 +117,20 @@ def remove_with_own_users(engine: Engine, identity: RunIdentity, name: str) -> N
     (other workers' helpers, test containers whose teardown comes later) and retry: the
     common case costs one request. Anything else still using it is named in a CleanupError.
     """
-    api = engine.api
     try:
         try:
-            api.remove_volume(name)
+            engine.remove_volume(name)
             return
-        except docker.errors.APIError as exc:
+        except EngineAPIError as exc:
             if exc.status_code != 409:
                 raise
         for container in engine.containers_using(name, label=f"{LABEL_RUN}={identity.run_id}"):
-            with contextlib.suppress(docker.errors.NotFound):
-                api.remove_container(container["Id"], force=True, v=True)
-        api.remove_volume(name)
-    except docker.errors.NotFound:
+            with contextlib.suppress(EngineNotFound):
+                engine.remove_container(container["Id"], force=True, v=True)
+        engine.remove_volume(name)
+    except EngineNotFound:
         pass
-    except docker.errors.APIError as exc:
+    except EngineAPIError as exc:
         users = engine.containers_using(name)
         why = str(exc.explanation or exc)
         if users:
@@ -174,10 +173,9 @@ def recreate_empty(
     ``driver_opts`` replaces the options, and ``layer_labels`` the copy-on-write labels
     (which layers it reads): a restore may turn a volume into an overlay, or back."""
     engine, name, identity = helper.engine, helper.volume, helper._identity
-    api = engine.api
     try:
-        info: dict[str, Any] = api.inspect_volume(name)
-    except docker.errors.NotFound:
+        info: dict[str, Any] = engine.inspect_volume(name)
+    except EngineNotFound:
         raise VolumeRemovedError(name) from None
     labels: dict[str, str] = dict(info.get("Labels") or {})
     users = engine.containers_using(name)
@@ -197,14 +195,14 @@ def recreate_empty(
             name, "restore", "container(s) " + describe_containers(foreign), _STOP_FIRST
         )
     for own_helper in users:  # never with v=True: an anonymous volume goes with its anchor
-        with contextlib.suppress(docker.errors.NotFound):
-            api.remove_container(own_helper["Id"], force=True)
+        with contextlib.suppress(EngineNotFound):
+            engine.remove_container(own_helper["Id"], force=True, v=False)
     helper._container = None  # removed just now with the others; made again when needed
     try:
-        api.remove_volume(name)
-    except docker.errors.NotFound:
+        engine.remove_volume(name)
+    except EngineNotFound:
         pass
-    except docker.errors.APIError as exc:  # a container started since we looked?
+    except EngineAPIError as exc:  # a container started since we looked?
         users = engine.containers_using(name)
         if users:
             raise VolumeInUseError(
@@ -329,7 +327,7 @@ class VolumeHelper:
 
     def _podman_mounts_it(self) -> bool:
         """Whether Podman mounts the volume (a driver, or local options naming a file system)."""
-        info = self.engine.api.inspect_volume(self.volume)
+        info = self.engine.inspect_volume(self.volume)
         options = info.get("Options") or {}
         return info.get("Driver", "local") != "local" or bool({"type", "device"} & set(options))
 
@@ -338,10 +336,8 @@ class VolumeHelper:
         An anonymous volume's helper is its anchor: ``with_anonymous_volume`` removes the
         volume with it (``docker rm -v``), else the volume stays."""
         if self._container is not None:  # ours by construction: no need to look it up
-            with contextlib.suppress(docker.errors.NotFound):
-                self.engine.api.remove_container(
-                    self._container, force=True, v=with_anonymous_volume
-                )
+            with contextlib.suppress(EngineNotFound):
+                self.engine.remove_container(self._container, force=True, v=with_anonymous_volume)
             self._container = None
 
     def get_archive(self, inner: str = "") -> Iterator[bytes]:
@@ -352,7 +348,7 @@ class VolumeHelper:
     def put_archive(self, chunks: Iterable[bytes], *, at: str = HELPER_MOUNT_POINT) -> None:
         """Extract a tar stream at ``at``: by default the volume root, so its names are
         relative to it; at ``/`` a stream whose root member is ``v`` (see copy_files)."""
-        self.engine.api.put_archive(self.container, at, chunks)
+        self.engine.put_archive(self.container, at, chunks)
 
     def write_seed(self, chunks: Iterable[bytes]) -> None:
         """Extract a checked seed's tar stream into the volume. The engine extracts as the
@@ -361,7 +357,7 @@ class VolumeHelper:
         __tracebackhide__ = True
         container = self.container  # made first: a failure to make it wrote nothing
         with engine_errors_as(lambda why: SeedWriteError(self.volume, why)):
-            self.engine.api.put_archive(container, HELPER_MOUNT_POINT, chunks)
+            self.engine.put_archive(container, HELPER_MOUNT_POINT, chunks)
 
     def holds_only_root(self) -> bool:
         """Whether the volume holds nothing but its root directory."""
@@ -377,7 +373,7 @@ class VolumeHelper:
         __tracebackhide__ = True
         try:
             return self.get_archive(inner)
-        except docker.errors.NotFound:
+        except EngineNotFound:
             raise VolumeReadError(self.volume, path, "no such file or directory") from None
 
     def read_file(self, path: str) -> bytes:

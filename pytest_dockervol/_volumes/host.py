@@ -13,17 +13,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import docker.errors
-from docker.types import Mount
-
-from .._engine.engine import ENGINE_ERRORS, HELPER_MOUNT_POINT, Engine, describe_containers
+from .._engine.engine import (
+    ENGINE_ERRORS,
+    HELPER_MOUNT_POINT,
+    Engine,
+    EngineNotFound,
+    Mount,
+    describe_containers,
+)
 from .._engine.labels import LABEL_RUN, RunIdentity
 from .._errors import CleanupError, DockervolUsageError, VolumeReadError
 from .._seeding.hostfs import HostTree, UnsafePathError
 from .._seeding.plan import SeedPlan
 from .._seeding.sources import check_relative_path
 from .._seeding.tarstream import iter_tar_members
-from .base import Entry, Volume
+from .base import Volume
+from .helper import Entry
 
 log = logging.getLogger("pytest_dockervol")
 
@@ -136,7 +141,7 @@ class HostVolume(Volume):
         """Containers (any state) with a bind mount of this directory or a path below it."""
         root = os.path.realpath(self.path)
         found = []
-        for container in engine.api.containers(all=True, filters=filters):
+        for container in engine.containers(all=True, filters=filters):
             for mount in container.get("Mounts") or []:
                 source = os.path.realpath(str(mount.get("Source") or "/"))
                 if source == root or source.startswith(root + os.sep):
@@ -149,8 +154,8 @@ class HostVolume(Volume):
             for container in self._binding_containers(
                 engine, label=f"{LABEL_RUN}={identity.run_id}"
             ):
-                with contextlib.suppress(docker.errors.NotFound):
-                    engine.api.remove_container(container["Id"], force=True, v=True)
+                with contextlib.suppress(EngineNotFound):
+                    engine.remove_container(container["Id"], force=True, v=True)
         except ENGINE_ERRORS as exc:  # the directory is still removed, or reported
             log.debug("could not remove the containers binding %s: %s", self.path, exc)
 
@@ -178,7 +183,6 @@ class HostVolume(Volume):
         """Give every directory back to this process's user through the archive API (the
         engine extracts as root and applies the tar's owners), so the tree can be deleted.
         No image is run: the helper is created, never started."""
-        api = engine.api
         mount = Mount(HELPER_MOUNT_POINT, str(self.path), type="bind")
         helper = engine.create_helper(mount, identity.labels("helper", "host-hand-back"))
         try:
@@ -194,6 +198,6 @@ class HostVolume(Volume):
                     entry.mode = mode | 0o700
                     entry.uid, entry.gid = os.getuid(), os.getgid()
                     tar.addfile(entry)
-            api.put_archive(helper, HELPER_MOUNT_POINT, buffer.getvalue())
+            engine.put_archive(helper, HELPER_MOUNT_POINT, buffer.getvalue())
         finally:
-            api.remove_container(helper, force=True)
+            engine.remove_container(helper, force=True, v=False)

@@ -23,7 +23,7 @@ class LayeredVolume(Volume):
     #: Other processes (xdist workers, later runs) may clone it: ask the engine for readers.
     cloned_elsewhere: ClassVar[bool] = False
     #: A layer volume: it exists for the one volume that reads it, and goes with it.
-    goes_with_its_reader: ClassVar[bool] = False
+    removed_with_last_reader: ClassVar[bool] = False
 
     def __init__(self, name: str, engine: Engine) -> None:
         super().__init__(name)
@@ -88,7 +88,7 @@ class LayeredVolume(Volume):
             self._dependents.remove(dependent)
         if any(not d.removed for d in self._dependents):
             return
-        if self._removal_deferred or (self.goes_with_its_reader and not self._dependents):
+        if self._removal_deferred or (self.removed_with_last_reader and not self._dependents):
             self._removed = self._removal_deferred = False
             self.remove()
 
