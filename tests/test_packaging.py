@@ -71,3 +71,61 @@ def test_every_subpackage_is_shipped() -> None:
         for init in (ROOT / "pytest_dockervol").rglob("__init__.py")
     }
     assert sorted(listed) == sorted(found)
+
+
+#: ``__all__`` of 0.1.0 before the subpackages: user code imports these, so each stays.
+PUBLIC_BEFORE_THE_SUBPACKAGES = [
+    "AnonymousVolume",
+    "CacheBuildError",
+    "CachedVolume",
+    "CleanupError",
+    "ClonesAliveError",
+    "ContainerRunner",
+    "DockerContextError",
+    "DockerVolume",
+    "DockervolCleanupWarning",
+    "DockervolError",
+    "DockervolUsageError",
+    "EngineRefusedError",
+    "EngineUnavailableError",
+    "EngineVersionError",
+    "Entry",
+    "HostPathError",
+    "HostVolume",
+    "ImageNotFoundLocallyError",
+    "LabelError",
+    "NamedVolume",
+    "RemoteEngineError",
+    "SeedError",
+    "SeedFile",
+    "SeedPathError",
+    "SeedSourceError",
+    "SeedWriteError",
+    "SharedSeedError",
+    "SharedVolume",
+    "Snapshot",
+    "Volume",
+    "VolumeCopyError",
+    "VolumeExistsError",
+    "VolumeFactory",
+    "VolumeInUseError",
+    "VolumeNameError",
+    "VolumeReadError",
+    "VolumeRemovedError",
+]
+
+
+def test_every_name_users_imported_still_imports() -> None:
+    import pytest_dockervol
+
+    missing = [
+        name for name in PUBLIC_BEFORE_THE_SUBPACKAGES if not hasattr(pytest_dockervol, name)
+    ]
+    assert missing == []
+    assert set(PUBLIC_BEFORE_THE_SUBPACKAGES) <= set(pytest_dockervol.__all__)
+    # What a leaf was, it still is: a family is added above it, never put in its place.
+    assert issubclass(pytest_dockervol.VolumeNameError, ValueError)
+    assert issubclass(pytest_dockervol.VolumeReadError, FileNotFoundError)
+    assert issubclass(pytest_dockervol.DockerContextError, pytest_dockervol.EngineUnavailableError)
+    assert issubclass(pytest_dockervol.SeedPathError, pytest_dockervol.SeedError)
+    assert pytest_dockervol.CacheBuildError("k", "boom", "here").error == "boom"
