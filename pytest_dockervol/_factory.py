@@ -253,7 +253,7 @@ class VolumeFactory:
 
     def _docker_volume(
         self,
-        kind: type[DockerVolumeT],
+        volume_class: type[DockerVolumeT],
         name: str | None,
         labels: dict[str, str] | None,
         driver: str | None,
@@ -266,8 +266,13 @@ class VolumeFactory:
         user_labels = check_user_labels(labels)
         refuse_tmpfs_seed(driver, driver_opts, seed)
         prepared = prepare_seed(seed)
-        volume = kind.create(
-            self, name, kind=kind.kind, labels=user_labels, driver=driver, driver_opts=driver_opts
+        volume = volume_class.create(
+            self,
+            name,
+            kind=volume_class.kind,
+            labels=user_labels,
+            driver=driver,
+            driver_opts=driver_opts,
         )
         return adopt(self, volume, prepared)
 

@@ -40,6 +40,7 @@ from pytest_dockervol._cache.key import check_cache_key
 from pytest_dockervol._engine.engine import engine_error_reason
 from pytest_dockervol._engine.labels import LABEL_RUN, check_volume_name
 from pytest_dockervol._errors import REMOVED_STATE, one_line
+from pytest_dockervol._runs.cli import printable
 from pytest_dockervol._seeding.sources import SeedOptions, build_seed_plan, check_relative_path
 
 MiB = 1 << 20
@@ -409,6 +410,13 @@ def test_raw_errors_a_new_user_met_are_one_line_and_leave_nothing(inner: InnerPy
                 volume_factory.cached(key, seed={"a": "x"})
             one_line(info)
 
+        def test_a_clone_says_it_is_one_and_stays_one(volume_factory, dockervol_client):
+            clone = volume_factory.clone_of(volume_factory.named(seed={"a": "x"}))
+            assert clone.kind == "clone"
+            clone.restore(clone.snapshot())  # recreates the volume with its kind label
+            labels = dockervol_client.volumes.get(clone.name).attrs["Labels"]
+            assert labels["pytest-dockervol.kind"] == "clone"
+
         def test_a_200_character_key_is_listed_whole(volume_factory, dockervol_client):
             volume = volume_factory.cached("k" * 200, seed={"a": "x"})
             labels = dockervol_client.volumes.get(volume.name).attrs["Labels"]
@@ -416,7 +424,7 @@ def test_raw_errors_a_new_user_met_are_one_line_and_leave_nothing(inner: InnerPy
         """
     )
     run = inner.run("--dockervol-cache=off")
-    run.result.assert_outcomes(passed=9)
+    run.result.assert_outcomes(passed=10)
     assert run.leftovers() == []
 
 
@@ -427,3 +435,8 @@ def test_the_command_help_is_plain_text() -> None:
     assert result.returncode == 0, result.stderr
     assert "List and remove what earlier test runs left" in result.stdout
     assert "``" not in result.stdout
+
+
+def test_ls_shows_a_key_from_before_the_checks_on_one_line() -> None:
+    assert printable("plain key") == "plain key"
+    assert printable("two\nlines\0") == "two\\nlines\\x00"
